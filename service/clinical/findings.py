@@ -1,0 +1,294 @@
+"""Findings from Conditions and Observations: what happened to the patient, and when (§3.1).
+
+Excluded records (``entered-in-error``, ``refuted``, ``cancelled``) are dropped here, once, so no
+rule can count them (safety note 7). Provisional and unconfirmed diagnoses still count: red flags
+are often provisional. Coded data are recognised through the code index; when a record carries
+no code of a known concept, its text is read with the text matcher and the finding is marked
+``from_text`` so the card can say so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from service.clinical import fields
+from service.clinical.lexicon import Lexicon
+from service.clinical.model import Finding, PainScore
+from service.clinical.settings import ClinicalSettings
+from service.clinical.timing import When
+
+FINDING_CONCEPTS = (
+    "leg_weakness",
+    "paraplegia",
+    "leg_numbness",
+    "leg_heaviness",
+    "saddle_anaesthesia",
+    "leg_pain",
+    "back_pain",
+    "site_infection",
+    "urinary_retention",
+    "incontinence",
+    "fever",
+    "spinal_emergency_diagnosis",
+)
+INFECTION_MARKER = "infection_marker"
+
+_EXCLUDED_VERIFICATION = {"entered-in-error", "refuted"}
+_EXCLUDED_OBSERVATION = {"entered-in-error", "cancelled"}
+_HIGH_FLAGS = {"H", "HH", "HU", "A", "AA"}
+_NEGATIVE_VALUES = {"no", "absent", "negative", "none", "not present", "false"}
+_LATERALITY_CONCEPT = {
+    "laterality_left": "left",
+    "laterality_right": "right",
+    "laterality_bilateral": "bilateral",
+}
+
+
+@dataclass(frozen=True)
+class Findings:
+    """All findings and pain scores of a record, in a stable order."""
+
+    findings: tuple[Finding, ...]
+    pain_scores: tuple[PainScore, ...]
+
+    def of(self, *concepts: str) -> list[Finding]:
+        """Findings of any of the named concepts."""
+        wanted = set(concepts)
+        return [f for f in self.findings if f.concept in wanted]
+
+
+def _body_site_laterality(resource: Mapping[str, Any], lexicon: Lexicon) -> str | None:
+    sites = list(fields.objects(resource.get("bodySite")))
+    single = fields.mapping(resource.get("bodySite"))
+    if single is not None:
+        sites.append(single)
+    sides: set[str] = set()
+    for site in sites:
+        for match in lexicon.codes.match_concept(site):
+            side = _LATERALITY_CONCEPT.get(match.concept)
+            if side:
+                sides.add(side)
+        for text in fields.concept_texts(site):
+            side = lexicon.text.laterality_of(text)
+            if side:
+                sides.add(side)
+    if "bilateral" in sides or {"left", "right"} <= sides:
+        return "bilateral"
+    return sides.pop() if len(sides) == 1 else None
+
+
+def _combine(*sides: str | None) -> str | None:
+    present = {s for s in sides if s}
+    if "bilateral" in present or {"left", "right"} <= present:
+        return "bilateral"
+    return present.pop() if len(present) == 1 else None
+
+
+def _onset(resource: Mapping[str, Any], fallback_fields: tuple[str, ...], now: datetime) -> tuple[When, bool]:
+    when = fields.first_time(resource, *fallback_fields)
+    if when is None:
+        # No usable time: assume it may fall anywhere up to now (safety note 1) and say so.
+        return When(datetime.min.replace(tzinfo=now.tzinfo), now), False
+    return when, True
+
+
+def _coded_findings(
+    resource: Mapping[str, Any], concept: Any, lexicon: Lexicon
+) -> list[tuple[str, str | None, str]]:
+    """``(concept, implied laterality, label)`` for each finding concept coded in ``concept``."""
+    out = []
+    for match in lexicon.codes.match_concept(concept):
+        if match.concept in FINDING_CONCEPTS:
+            label = fields.label_of(concept, match.code.display)
+            out.append((match.concept, match.code.laterality, label))
+    return out
+
+
+def _text_findings(texts: Iterable[str], lexicon: Lexicon) -> list[tuple[str, str | None, str]]:
+    out: list[tuple[str, str | None, str]] = []
+    seen: set[str] = set()
+    for text in texts:
+        for hit in lexicon.text.find_concepts(text):
+            if hit.concept in FINDING_CONCEPTS and hit.concept not in seen:
+                seen.add(hit.concept)
+                out.append((hit.concept, hit.laterality, text))
+    return out
+
+
+def from_condition(
+    resource: Mapping[str, Any], lexicon: Lexicon, now: datetime
+) -> list[Finding]:
+    """Findings of one Condition (none when it is excluded or not about a known concept)."""
+    if fields.status_code(resource, "verificationStatus") in _EXCLUDED_VERIFICATION:
+        return []
+    code = resource.get("code")
+    coded = _coded_findings(resource, code, lexicon)
+    from_text = not coded
+    found = coded or _text_findings(
+        [*fields.concept_texts(code), *fields.note_texts(resource)], lexicon
+    )
+    if not found:
+        return []
+    when, known = _onset(resource, ("onsetDateTime", "onsetPeriod", "recordedDate"), now)
+    site = _body_site_laterality(resource, lexicon)
+    text_side = lexicon.text.laterality_of(" ".join(fields.concept_texts(code)))
+    ref = fields.ref_of(resource)
+    return [
+        Finding(
+            concept=concept,
+            when=when,
+            source=ref,
+            label=label,
+            laterality=_combine(implied, site, text_side),
+            from_text=from_text,
+            time_known=known,
+        )
+        for concept, implied, label in found
+    ]
+
+
+def _celsius(value: float, unit: str) -> float | None:
+    u = unit.strip().lower()
+    if u in {"cel", "°c", "c", "degc", "celsius"}:
+        return value
+    if u in {"[degf]", "°f", "f", "degf", "fahrenheit"}:
+        return (value - 32.0) * 5.0 / 9.0
+    return None
+
+
+def _per_nanolitre(value: float, unit: str) -> float | None:
+    u = unit.strip().lower().replace(" ", "")
+    if u in {"10*9/l", "10^9/l", "10*3/ul", "10^3/ul", "k/ul", "x10e3/ul", "/nl", "10*3/mm3"}:
+        return value
+    if u in {"/ul", "/mm3", "1/ul"}:
+        return value / 1000.0
+    return None
+
+
+def _crp_mg_per_litre(value: float, unit: str) -> float | None:
+    u = unit.strip().lower()
+    if u == "mg/l":
+        return value
+    if u == "mg/dl":
+        return value * 10.0
+    return None
+
+
+def _above_reference(resource: Mapping[str, Any], value: float) -> bool:
+    for rng in fields.objects(resource.get("referenceRange")):
+        high = fields.mapping(rng.get("high"))
+        if high and isinstance(high.get("value"), int | float) and value > float(high["value"]):
+            return True
+    return False
+
+
+def _value_negated(resource: Mapping[str, Any]) -> bool:
+    if resource.get("valueBoolean") is False:
+        return True
+    texts = fields.concept_texts(resource.get("valueCodeableConcept"))
+    if isinstance(resource.get("valueString"), str):
+        texts.append(resource["valueString"])
+    return any(t.strip().lower() in _NEGATIVE_VALUES for t in texts)
+
+
+def _measurement(
+    resource: Mapping[str, Any], concept: str, settings: ClinicalSettings
+) -> tuple[str, str] | None:
+    """``(finding concept, value text)`` when a measurement is abnormal in the rules' sense."""
+    q = fields.quantity(resource)
+    flags = fields.interpretation_codes(resource)
+    flagged_high = bool(flags & _HIGH_FLAGS)
+    if concept == "body_temperature" and q:
+        celsius = _celsius(*q)
+        if celsius is not None and celsius >= settings.fever_celsius:
+            return "fever", f"{q[0]:g} {q[1]}"
+    elif concept == "wbc" and q:
+        count = _per_nanolitre(*q)
+        if flagged_high or (count is not None and count > settings.wbc_per_nanolitre):
+            return INFECTION_MARKER, f"WBC {q[0]:g} {q[1]}"
+    elif concept == "crp":
+        crp = _crp_mg_per_litre(*q) if q else None
+        if flagged_high or (crp is not None and crp > settings.crp_mg_per_litre):
+            return INFECTION_MARKER, f"CRP {q[0]:g} {q[1]}" if q else "CRP raised"
+    elif concept == "esr":
+        if flagged_high or (q is not None and _above_reference(resource, q[0])):
+            return INFECTION_MARKER, f"ESR {q[0]:g} {q[1]}" if q else "ESR raised"
+    return None
+
+
+def from_observation(
+    resource: Mapping[str, Any], lexicon: Lexicon, settings: ClinicalSettings, now: datetime
+) -> tuple[list[Finding], list[PainScore]]:
+    """Findings and pain scores of one Observation."""
+    if resource.get("status") in _EXCLUDED_OBSERVATION:
+        return [], []
+    when, known = _onset(resource, ("effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued"), now)
+    ref = fields.ref_of(resource)
+    code = resource.get("code")
+    matches = lexicon.codes.match_concept(code)
+    names = {m.concept for m in matches}
+    if names & {"pain_score"}:
+        q = fields.quantity(resource)
+        if q is None and isinstance(resource.get("valueInteger"), int):
+            q = (float(resource["valueInteger"]), "")
+        return [], ([PainScore(when, q[0], ref)] if q else [])
+    for name in ("body_temperature", "wbc", "crp", "esr"):
+        if name in names:
+            measured = _measurement(resource, name, settings)
+            if measured is None:
+                return [], []
+            concept, value = measured
+            label = fields.label_of(code, name)
+            return [Finding(concept, when, ref, label, value=value, time_known=known)], []
+    if _value_negated(resource):
+        return [], []
+    found = _coded_findings(resource, code, lexicon) or _coded_findings(
+        resource, resource.get("valueCodeableConcept"), lexicon
+    )
+    from_text = not found
+    if not found:
+        texts = [
+            *fields.concept_texts(code),
+            *fields.concept_texts(resource.get("valueCodeableConcept")),
+            *fields.note_texts(resource),
+        ]
+        if isinstance(resource.get("valueString"), str):
+            texts.append(resource["valueString"])
+        found = _text_findings(texts, lexicon)
+    site = _body_site_laterality(resource, lexicon)
+    return [
+        Finding(
+            concept=concept,
+            when=when,
+            source=ref,
+            label=label,
+            laterality=_combine(implied, site),
+            from_text=from_text,
+            time_known=known,
+        )
+        for concept, implied, label in found
+    ], []
+
+
+def collect(
+    conditions: Iterable[Mapping[str, Any]],
+    observations: Iterable[Mapping[str, Any]],
+    lexicon: Lexicon,
+    settings: ClinicalSettings,
+    now: datetime,
+) -> Findings:
+    """All findings of a record, sorted by time then source so the output never depends on order."""
+    found: list[Finding] = []
+    scores: list[PainScore] = []
+    for condition in conditions:
+        found.extend(from_condition(condition, lexicon, now))
+    for observation in observations:
+        f, s = from_observation(observation, lexicon, settings, now)
+        found.extend(f)
+        scores.extend(s)
+    found.sort(key=lambda f: (f.when.earliest, f.when.latest, f.source, f.concept))
+    scores.sort(key=lambda s: (s.when.earliest, s.source))
+    return Findings(tuple(found), tuple(scores))

@@ -1,0 +1,19 @@
+"""Everything the clinical core needs to recognise concepts: codes, text phrases and drug names."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from service.clinical.terminology import CodeIndex
+from service.clinical.text import TextMatcher
+
+
+@dataclass(frozen=True)
+class Lexicon:
+    """Code index plus text matcher plus drug-name fallbacks, all built once at startup."""
+
+    codes: CodeIndex
+    text: TextMatcher
+    local_anaesthetic_names: tuple[str, ...]
+    corticosteroid_names: tuple[str, ...]
+    antithrombotic_names: tuple[str, ...]

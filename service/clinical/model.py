@@ -1,0 +1,120 @@
+"""The clinical core's vocabulary: episodes, findings, medication events and rule matches.
+
+Plain frozen dataclasses so they can be built from any record, compared in tests and never
+mutated once the rules have seen them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from service.clinical.timing import When
+
+CATHETER = "catheter"
+ESI = "esi"
+SINGLE_SHOT = "single_shot"
+NEURAXIAL_OTHER = "neuraxial_other"
+
+CRITICAL = "critical"
+WARNING = "warning"
+INFO = "info"
+INDICATOR_RANK = {INFO: 1, WARNING: 2, CRITICAL: 3}
+
+
+@dataclass(frozen=True, order=True)
+class ResourceRef:
+    """Which FHIR resource a piece of evidence came from (``Condition/abc``)."""
+
+    resource_type: str
+    id: str
+
+    def __str__(self) -> str:
+        return f"{self.resource_type}/{self.id}"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A symptom, sign, abnormal result or diagnosis recorded at some time.
+
+    ``concept`` names a concept of the content (``leg_weakness``, ``fever``,
+    ``infection_marker`` ...); ``laterality`` is ``left``, ``right``, ``bilateral`` or ``None``
+    when no side is recorded; ``from_text`` marks evidence recognised in uncoded text.
+    """
+
+    concept: str
+    when: When
+    source: ResourceRef
+    label: str
+    laterality: str | None = None
+    from_text: bool = False
+    value: str | None = None
+    time_known: bool = True
+
+
+@dataclass(frozen=True)
+class PainScore:
+    """A 0-10 pain score."""
+
+    when: When
+    score: float
+    source: ResourceRef
+
+
+@dataclass(frozen=True)
+class MedicationEvent:
+    """A medication order or administration of a class the rules care about."""
+
+    source: ResourceRef
+    name: str
+    classes: frozenset[str]
+    administered: bool
+    start: When | None
+    end: When | None
+    epidural_route: bool
+    in_progress: bool
+
+
+@dataclass(frozen=True)
+class Episode:
+    """An index epidural (or other neuraxial) procedure and the times derived from it (§3.1).
+
+    ``block_ends`` is the expected end of the local-anaesthetic block (``E``), ``None`` while an
+    epidural infusion is still running.
+    """
+
+    source: ResourceRef
+    procedure_class: str
+    label: str
+    punctured: When
+    removed: When | None
+    catheter_in_situ: bool
+    last_local_anaesthetic: When | None
+    block_ends: datetime | None
+    steroid: str | None = None
+    from_text: bool = False
+    time_known: bool = True
+
+    @property
+    def reference(self) -> When:
+        """``T_ref``: the later of puncture and catheter removal (both are bleeding events)."""
+        if self.removed is not None and self.removed.latest > self.punctured.latest:
+            return self.removed
+        return self.punctured
+
+
+@dataclass(frozen=True)
+class Match:
+    """One rule firing: which card pattern, for which episode, on which evidence."""
+
+    pattern: str
+    rule: str
+    indicator: str
+    episode: Episode
+    evidence: tuple[Finding, ...]
+    notes: tuple[str, ...] = field(default=())
+
+
+def window_end(start: When, length: timedelta) -> datetime:
+    """The last instant of a window of ``length`` opening at ``start`` (generous for spans)."""
+    return start.latest + length

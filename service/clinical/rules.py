@@ -1,0 +1,245 @@
+"""The rules: from episodes and findings to matches (clinical-spec §3.2-§3.3).
+
+Each rule opens with its When/Then statement. Rules only decide *whether* a pattern is present and
+*on which evidence*; wording lives in ``cards/`` and the choice of what to show (one critical card,
+folding, caps) lives in :mod:`service.clinical.answer`.
+
+Time semantics (safety note 1): a finding is *new* when it may have started at or after the
+puncture (with a small clock-skew tolerance); it is *after the block* when it may have been
+recorded after the expected end of the local-anaesthetic effect. Partial dates therefore count as
+inside a window whenever any part of them is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from service.clinical import model
+from service.clinical.findings import INFECTION_MARKER, Findings
+from service.clinical.medications import ANTITHROMBOTIC
+from service.clinical.model import Episode, Finding, Match, MedicationEvent
+from service.clinical.settings import ClinicalSettings
+
+WEAKNESS = ("leg_weakness", "paraplegia")
+SENSORY = ("leg_numbness",)
+LEG_SYMPTOMS = ("leg_weakness", "paraplegia", "leg_numbness", "leg_heaviness")
+DEFICITS = ("leg_weakness", "paraplegia", "leg_numbness", "urinary_retention", "incontinence", "saddle_anaesthesia")
+INFECTION = ("fever", INFECTION_MARKER)
+LOCAL_SIGNS = ("back_pain", "site_infection")
+PERSISTING = ("leg_numbness", "leg_heaviness", "leg_weakness", "leg_pain")
+
+
+@dataclass(frozen=True)
+class Chart:
+    """Everything the rules read, extracted from one patient's record at one ``now``."""
+
+    episodes: tuple[Episode, ...]
+    findings: Findings
+    medications: tuple[MedicationEvent, ...]
+    now: datetime
+
+
+class _Scope:
+    """Time predicates for one episode, so every rule asks the same questions the same way."""
+
+    def __init__(self, episode: Episode, settings: ClinicalSettings, now: datetime) -> None:
+        self.episode = episode
+        self.settings = settings
+        self.now = now
+        self.opens = episode.punctured.earliest - settings.new_finding_tolerance
+
+    def new(self, finding: Finding) -> bool:
+        return finding.when.latest >= self.opens and finding.when.earliest <= self.now
+
+    def after_block(self, finding: Finding) -> bool:
+        ends = self.episode.block_ends
+        return ends is not None and finding.when.latest > ends
+
+    def by(self, finding: Finding, length: timedelta, *, from_reference: bool = False) -> bool:
+        start = self.episode.reference if from_reference else self.episode.punctured
+        return finding.when.earliest <= start.latest + length
+
+    def select(
+        self, findings: Iterable[Finding], *, after_block: bool, length: timedelta,
+        from_reference: bool = False,
+    ) -> list[Finding]:
+        return [
+            f
+            for f in findings
+            if self.new(f)
+            and (not after_block or self.after_block(f))
+            and self.by(f, length, from_reference=from_reference)
+        ]
+
+
+def bilateral(findings: Sequence[Finding], merge: timedelta) -> list[Finding]:
+    """Findings that together show both sides: one bilateral record, or left and right close in time."""
+    both = [f for f in findings if f.laterality == "bilateral"]
+    if both:
+        return both
+    lefts = [f for f in findings if f.laterality == "left"]
+    rights = [f for f in findings if f.laterality == "right"]
+    for left in lefts:
+        for right in rights:
+            gap = abs((left.when.earliest - right.when.earliest).total_seconds())
+            if gap <= merge.total_seconds():
+                return [left, right]
+    return []
+
+
+def _weakness_red_flag(findings: Sequence[Finding], settings: ClinicalSettings) -> list[Finding]:
+    flagged = bilateral(findings, settings.laterality_merge)
+    if not flagged and settings.unknown_laterality_weakness_is_red_flag:
+        flagged = [f for f in findings if f.laterality is None]
+    return flagged
+
+
+def _match(pattern: str, rule: str, indicator: str, episode: Episode, evidence: Iterable[Finding]) -> Match:
+    unique = {(f.source, f.concept): f for f in evidence}
+    ordered = sorted(unique.values(), key=lambda f: (f.when.earliest, f.source, f.concept))
+    return Match(pattern, rule, indicator, episode, tuple(ordered))
+
+
+def red_flags(episode: Episode, findings: Findings, settings: ClinicalSettings, now: datetime) -> list[Match]:
+    """R-01: a new neurological deficit or sphincter dysfunction after a neuraxial procedure.
+
+    When a new deficit appears after the expected block (bilateral weakness or numbness, bladder or
+    bowel change, saddle numbness, a deficit with fever, early bilateral weakness after an ESI, or
+    a recorded spinal emergency), then raise a critical card per matched pattern.
+    """
+    s = _Scope(episode, settings, now)
+    out: list[Match] = []
+    critical = model.CRITICAL
+
+    weak = s.select(findings.of(*WEAKNESS), after_block=True, length=settings.hematoma_window, from_reference=True)
+    motor = _weakness_red_flag(weak, settings)
+    if motor:
+        out.append(_match("hematoma_motor", "R-01", critical, episode, motor))
+
+    numb = s.select(findings.of(*SENSORY), after_block=True, length=settings.hematoma_window, from_reference=True)
+    sensory = bilateral(numb, settings.laterality_merge)
+    if sensory:
+        out.append(_match("hematoma_sensory", "R-01", critical, episode, sensory))
+
+    ces_window = settings.cauda_equina_window
+    sphincter = s.select(findings.of("saddle_anaesthesia", "incontinence"), after_block=True, length=ces_window)
+    retention = s.select(findings.of("urinary_retention"), after_block=True, length=ces_window)
+    leg_deficit = s.select(findings.of(*LEG_SYMPTOMS), after_block=True, length=ces_window)
+    late_retention = [
+        f for f in retention
+        if episode.block_ends is not None
+        and f.when.latest > episode.block_ends + settings.retention_after_block
+    ]
+    radicular = bilateral(
+        s.select(findings.of("leg_pain"), after_block=True, length=ces_window), settings.laterality_merge
+    )
+    ces_evidence = list(sphincter) + late_retention + radicular
+    if retention and leg_deficit:
+        ces_evidence += retention + leg_deficit
+    if ces_evidence:
+        out.append(_match("cauda_equina", "R-01", critical, episode, ces_evidence))
+
+    abscess_window = settings.abscess_window
+    deficits = s.select(findings.of(*DEFICITS), after_block=True, length=abscess_window)
+    infection = s.select(findings.of(*INFECTION), after_block=False, length=abscess_window)
+    if deficits and infection:
+        out.append(_match("abscess_deficit", "R-01", critical, episode, deficits + infection))
+
+    if episode.procedure_class == model.ESI:
+        early = [
+            f for f in findings.of(*WEAKNESS)
+            if s.new(f) and s.by(f, settings.cord_infarct_window)
+        ]
+        infarct = _weakness_red_flag(early, settings)
+        if infarct:
+            out.append(_match("cord_infarct", "R-01", critical, episode, infarct))
+
+    recorded = s.select(findings.of("spinal_emergency_diagnosis"), after_block=False, length=abscess_window)
+    if recorded:
+        out.append(_match("recorded_diagnosis", "R-01", critical, episode, recorded))
+    return out
+
+
+def possible_abscess(episode: Episode, findings: Findings, settings: ClinicalSettings, now: datetime) -> list[Match]:
+    """R-02: infection signs after a neuraxial procedure.
+
+    When fever or raised infection markers appear from 24 h to 60 days after the puncture, then:
+    with new back pain or insertion-site signs raise a critical card (possible epidural abscess);
+    without them raise a warning to examine the site and the back.
+    """
+    s = _Scope(episode, settings, now)
+    start = episode.punctured.earliest + settings.abscess_start
+    infection = [
+        f for f in s.select(findings.of(*INFECTION), after_block=False, length=settings.abscess_window)
+        if f.when.latest >= start
+    ]
+    if not infection:
+        return []
+    local = s.select(findings.of(*LOCAL_SIGNS), after_block=False, length=settings.abscess_window)
+    if local:
+        return [_match("abscess", "R-02", model.CRITICAL, episode, infection + local)]
+    return [_match("fever_after_epidural", "R-02", model.WARNING, episode, infection)]
+
+
+def persisting_symptoms(episode: Episode, findings: Findings, settings: ClinicalSettings, now: datetime) -> list[Match]:
+    """R-05: leg symptoms beyond the expected local-anaesthetic duration, without red flags.
+
+    When new leg numbness, heaviness, weakness or pain is recorded after the block should have
+    worn off and within 14 days, or a pain score rises to 7 or by 2 points over the last score
+    before the procedure, then raise a warning. Red-flag patterns take precedence (the answer
+    policy folds this warning into a critical card).
+    """
+    if episode.procedure_class == model.NEURAXIAL_OTHER or episode.block_ends is None:
+        return []
+    s = _Scope(episode, settings, now)
+    evidence = s.select(findings.of(*PERSISTING), after_block=True, length=settings.persistence_window)
+    scores_before = [p for p in findings.pain_scores if p.when.latest < episode.punctured.earliest]
+    baseline = scores_before[-1].score if scores_before else None
+    for score in findings.pain_scores:
+        if score.when.latest <= episode.block_ends:
+            continue
+        if score.when.earliest > episode.punctured.latest + settings.persistence_window:
+            continue
+        rose = baseline is not None and score.score - baseline >= settings.pain_score_rise
+        high = score.score >= settings.pain_score_high and (baseline is None or score.score > baseline)
+        if rose or high:
+            value = f"{score.score:g}/10" + (f" (before the procedure {baseline:g}/10)" if baseline is not None else "")
+            evidence.append(Finding("pain_score", score.when, score.source, "Pain score", value=value))
+    if not evidence:
+        return []
+    return [_match("persisting_symptoms", "R-05", model.WARNING, episode, evidence)]
+
+
+def catheter_monitoring(episode: Episode, medications: Sequence[MedicationEvent], settings: ClinicalSettings, now: datetime) -> list[Match]:
+    """R-07: an epidural catheter in place or removed recently.
+
+    When a catheter is in situ, or was removed less than 24 h ago (48 h with warfarin), then show
+    an info card reminding of neurological checks and anticoagulant timing.
+    """
+    if episode.procedure_class != model.CATHETER:
+        return []
+    if episode.catheter_in_situ:
+        return [_match("catheter_monitoring", "R-07", model.INFO, episode, ())]
+    if episode.removed is None:
+        return []
+    on_warfarin = any(
+        ANTITHROMBOTIC in m.classes and "warfarin" in m.name.lower() and (m.in_progress or m.administered)
+        for m in medications
+    )
+    window = settings.monitoring_after_removal_warfarin if on_warfarin else settings.monitoring_after_removal
+    if episode.removed.earliest <= now <= episode.removed.latest + window:
+        return [_match("catheter_monitoring", "R-07", model.INFO, episode, ())]
+    return []
+
+
+def evaluate(chart: Chart, settings: ClinicalSettings) -> list[Match]:
+    """Every rule over every episode; the answer policy decides what is shown."""
+    matches: list[Match] = []
+    for episode in chart.episodes:
+        matches += red_flags(episode, chart.findings, settings, chart.now)
+        matches += possible_abscess(episode, chart.findings, settings, chart.now)
+        matches += persisting_symptoms(episode, chart.findings, settings, chart.now)
+        matches += catheter_monitoring(episode, chart.medications, settings, chart.now)
+    return matches

@@ -1,0 +1,79 @@
+"""Typed view of ``cards/settings.yaml``: the windows and thresholds the rules use.
+
+Durations are converted to ``timedelta`` once at startup so rules never juggle units.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from service.clinical import model
+
+
+@dataclass(frozen=True)
+class ClinicalSettings:
+    """Every tunable clinical number, with the unit in its name or type."""
+
+    expected_block: Mapping[str, timedelta]
+    new_finding_tolerance: timedelta
+    steroid_with_procedure: timedelta
+    catheter_presumed_in_situ_max: timedelta
+    laterality_merge: timedelta
+    unknown_laterality_weakness_is_red_flag: bool
+    include_spinal_and_lumbar_puncture: bool
+    hematoma_window: timedelta
+    cauda_equina_window: timedelta
+    abscess_window: timedelta
+    abscess_start: timedelta
+    cord_infarct_window: timedelta
+    persistence_window: timedelta
+    retention_after_block: timedelta
+    monitoring_after_removal: timedelta
+    monitoring_after_removal_warfarin: timedelta
+    fever_celsius: float
+    wbc_per_nanolitre: float
+    crp_mg_per_litre: float
+    pain_score_high: float
+    pain_score_rise: float
+
+    @classmethod
+    def from_content(cls, doc: Mapping[str, Any]) -> ClinicalSettings:
+        """Build from the parsed, schema-validated settings document."""
+        block = doc["expected_block"]
+        win = doc["windows"]
+        thr = doc["thresholds"]
+        hours = lambda v: timedelta(hours=float(v))  # noqa: E731
+        days = lambda v: timedelta(days=float(v))  # noqa: E731
+        return cls(
+            expected_block={
+                model.CATHETER: hours(block["catheter_hours_after_last_local_anaesthetic"]),
+                model.ESI: hours(block["esi_hours_after_puncture"]),
+                model.SINGLE_SHOT: hours(block["single_shot_hours_after_puncture"]),
+                model.NEURAXIAL_OTHER: hours(block["neuraxial_other_hours_after_puncture"]),
+            },
+            new_finding_tolerance=hours(doc["new_finding_tolerance_hours"]),
+            steroid_with_procedure=hours(doc["steroid_with_procedure_hours"]),
+            catheter_presumed_in_situ_max=days(doc["catheter_presumed_in_situ_max_days"]),
+            laterality_merge=hours(doc["laterality_merge_hours"]),
+            unknown_laterality_weakness_is_red_flag=bool(
+                doc["unknown_laterality_weakness_is_red_flag"]
+            ),
+            include_spinal_and_lumbar_puncture=bool(doc["include_spinal_and_lumbar_puncture"]),
+            hematoma_window=days(win["hematoma_days_after_reference"]),
+            cauda_equina_window=days(win["cauda_equina_days"]),
+            abscess_window=days(win["abscess_days"]),
+            abscess_start=hours(win["abscess_start_hours"]),
+            cord_infarct_window=hours(win["cord_infarct_hours_after_esi"]),
+            persistence_window=days(win["persistence_days"]),
+            retention_after_block=hours(win["retention_after_block_hours"]),
+            monitoring_after_removal=hours(win["monitoring_after_removal_hours"]),
+            monitoring_after_removal_warfarin=hours(win["monitoring_after_removal_hours_warfarin"]),
+            fever_celsius=float(thr["fever_celsius"]),
+            wbc_per_nanolitre=float(thr["wbc_per_nanolitre"]),
+            crp_mg_per_litre=float(thr["crp_mg_per_litre"]),
+            pain_score_high=float(thr["pain_score_high"]),
+            pain_score_rise=float(thr["pain_score_rise"]),
+        )

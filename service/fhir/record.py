@@ -1,0 +1,84 @@
+"""A light, read-only view of one patient's FHIR resources (design.md: "record" layer).
+
+Prefetch and fetched data arrive as plain dicts. Full model validation of every resource would
+cost more than the whole request budget, so the record only de-duplicates, drops resources that
+belong to another patient (a misconfigured prefetch must never leak into this patient's cards)
+and indexes by resource type. Everything clinical reads through here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+Resource = dict[str, Any]
+
+_SUBJECT_FIELDS = ("subject", "patient")
+
+
+def _patient_reference(resource: Mapping[str, Any]) -> str | None:
+    for name in _SUBJECT_FIELDS:
+        ref = resource.get(name)
+        if isinstance(ref, Mapping):
+            value = ref.get("reference")
+            if isinstance(value, str):
+                return value
+    return None
+
+
+def _belongs_to(resource: Mapping[str, Any], patient_id: str) -> bool:
+    if resource.get("resourceType") == "Patient":
+        return resource.get("id") == patient_id
+    reference = _patient_reference(resource)
+    if reference is None:
+        return True  # nothing says otherwise; the search was scoped to the patient
+    tail = reference.rstrip("/").split("/")
+    return tail[-1] == patient_id and (len(tail) == 1 or tail[-2] == "Patient")
+
+
+@dataclass(frozen=True)
+class PatientRecord:
+    """The patient's resources by type, each resource once."""
+
+    patient_id: str
+    by_type: Mapping[str, tuple[Resource, ...]]
+    dropped_other_patient: int = 0
+
+    @classmethod
+    def from_resources(cls, patient_id: str, resources: Iterable[Any]) -> PatientRecord:
+        """Index ``resources``; keeps the first copy of each ``type/id`` and skips non-resources."""
+        seen: set[tuple[str, str]] = set()
+        grouped: dict[str, list[Resource]] = {}
+        dropped = 0
+        for resource in resources:
+            if not isinstance(resource, dict):
+                continue
+            rtype = resource.get("resourceType")
+            if not isinstance(rtype, str):
+                continue
+            rid = resource.get("id")
+            if isinstance(rid, str):
+                key = (rtype, rid)
+                if key in seen:
+                    continue
+                seen.add(key)
+            if not _belongs_to(resource, patient_id):
+                dropped += 1
+                continue
+            grouped.setdefault(rtype, []).append(resource)
+        return cls(patient_id, {t: tuple(rs) for t, rs in grouped.items()}, dropped)
+
+    def of_type(self, resource_type: str) -> tuple[Resource, ...]:
+        """All resources of one type (empty when none)."""
+        return self.by_type.get(resource_type, ())
+
+    @property
+    def patient(self) -> Resource | None:
+        """The Patient resource, when it was provided."""
+        patients = self.of_type("Patient")
+        return patients[0] if patients else None
+
+    def size(self) -> int:
+        """Number of resources held."""
+        return sum(len(rs) for rs in self.by_type.values())
