@@ -1,0 +1,164 @@
+"""The Flask application factory: routes, CORS, and the one place errors become HTTP.
+
+``create_app(config=None)`` builds everything once at startup (content loaded and validated,
+discovery document built, validators compiled) so a request only parses, evaluates and answers.
+The HTTP layer holds no clinical logic; it maps :class:`ServiceError` subclasses to their status
+with a FHIR OperationOutcome body, and any other exception to a 500 — never to
+``200 {"cards": []}``, which a client would read as "no concerns".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, Response, request
+from flask_cors import CORS
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from service import content as content_module
+from service.cdshooks import discovery
+from service.cdshooks.handler import HookHandler
+from service.cdshooks.outcome import FHIR_JSON, operation_outcome
+from service.config import Settings
+from service.content import Content
+from service.errors import PayloadTooLarge, ServiceError, UnsupportedMediaType
+
+log = logging.getLogger(__name__)
+
+JSON_TYPES = ("application/json", "application/fhir+json")
+_HTTP_ISSUE = {404: "not-found", 405: "not-supported", 413: "too-costly", 415: "not-supported"}
+_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+EXTENSION_KEY = "epidural_cds"
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """What the routes need, built once per app."""
+
+    settings: Settings
+    content: Content
+    handler: HookHandler
+    discovery: bytes
+
+
+def _json(document: Any, status: int = 200, mimetype: str = "application/json") -> Response:
+    body = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+    return Response(body, status=status, mimetype=mimetype)
+
+
+def _outcome(status: int, issue_code: str, message: str) -> Response:
+    return _json(operation_outcome(issue_code, message), status, FHIR_JSON)
+
+
+def _settings(config: Settings | Mapping[str, Any] | None) -> Settings:
+    if isinstance(config, Settings):
+        return config
+    if config is None:
+        return Settings.from_env()
+    return Settings.from_mapping(config)
+
+
+def state() -> ServiceState:
+    """The current app's :class:`ServiceState`."""
+    from flask import current_app
+
+    found: ServiceState = current_app.extensions[EXTENSION_KEY]
+    return found
+
+
+def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
+    """Build the app; raises ``ConfigError`` or ``ContentError`` rather than start half-valid."""
+    settings = _settings(config)
+    content = content_module.load(settings.content_dir)
+    app = Flask("epidural_cds")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    discovery_body = json.dumps(discovery.document(content), separators=(",", ":")).encode()
+    app.extensions[EXTENSION_KEY] = ServiceState(
+        settings, content, HookHandler(content, settings), discovery_body
+    )
+    CORS(
+        app,
+        resources={r"/cds-services*": {"origins": list(settings.cors_origins)}},
+        methods=["GET", "POST", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type"],
+        max_age=600,
+    )
+    _register_routes(app)
+    _register_errors(app)
+    return app
+
+
+def _register_routes(app: Flask) -> None:
+    @app.get("/cds-services")
+    def discovery_endpoint() -> Response:
+        return Response(state().discovery, mimetype="application/json")
+
+    @app.post("/cds-services/<service_id>")
+    def hook_endpoint(service_id: str) -> Response:
+        started = time.monotonic()
+        current = state()
+        current.handler.service(service_id)  # 404 before looking at the body
+        if request.mimetype not in JSON_TYPES:
+            raise UnsupportedMediaType("send the hook request as application/json")
+        length = request.content_length
+        if length is not None and length > current.settings.max_body_bytes:
+            raise PayloadTooLarge(
+                f"the request body is larger than {current.settings.max_body_bytes} bytes"
+            )
+        outcome = current.handler.handle(service_id, request.get_data(cache=False), received_at=started)
+        log.info(
+            "hook %s service=%s cards=%s origins=%s in %.1f ms",
+            outcome.hook_instance,
+            service_id,
+            ",".join(outcome.indicators) or "none",
+            ",".join(f"{k}:{v}" for k, v in outcome.origins.items()),
+            (time.monotonic() - started) * 1000,
+        )
+        return _json(outcome.response)
+
+    @app.get("/healthz")
+    def health() -> Response:
+        return _json({"status": "ok", "contentVersion": state().content.version})
+
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        for name, value in _SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+
+def _register_errors(app: Flask) -> None:
+    @app.errorhandler(ServiceError)
+    def service_error(error: ServiceError) -> Response:
+        log.info("%s %s -> %d %s", request.method, request.path, error.status, type(error).__name__)
+        return _outcome(error.status, error.issue_code, error.message)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(error: RequestEntityTooLarge) -> Response:
+        limit = state().settings.max_body_bytes
+        return _outcome(413, "too-costly", f"the request body is larger than {limit} bytes")
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response:
+        status = error.code or 500
+        message = error.description or error.name
+        response = _outcome(status, _HTTP_ISSUE.get(status, "processing"), str(message))
+        if status == 405 and error.get_response().headers.get("Allow"):
+            response.headers["Allow"] = error.get_response().headers["Allow"]
+        return response
+
+    @app.errorhandler(Exception)
+    def internal_error(error: Exception) -> Response:
+        log.exception("internal error on %s %s", request.method, request.path)
+        return _outcome(500, "exception", "internal error; the service could not evaluate this request")

@@ -1,0 +1,140 @@
+"""Handling one hook call: bytes in, a CDS Hooks response document out.
+
+The steps follow the spec's order of concerns: which service (404), is the body JSON (400), is
+it a valid CDS Hooks 2.0 request for this service's hook (400), can we get the data (412), then
+the pure evaluation. Framework-free so the HTTP layer and the CLI share it exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from service import engine
+from service.cdshooks import schemas
+from service.config import Settings
+from service.content import Content, ServiceDefinition
+from service.errors import InvalidRequest, NotFound
+from service.fhir.prefetch import (
+    FetchSettings,
+    PrefetchTemplate,
+    ResolvedPrefetch,
+    resolve_prefetch,
+)
+from service.fhir.record import PatientRecord
+from service.render import RenderContext
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HookOutcome:
+    """The response document plus facts for logs and metrics (no patient data)."""
+
+    response: dict[str, Any]
+    hook_instance: str
+    indicators: tuple[str, ...]
+    origins: Mapping[str, str]
+
+
+def fetch_settings(settings: Settings) -> FetchSettings:
+    """Fallback-fetch limits from the service settings."""
+    return FetchSettings(
+        connect_timeout_s=settings.fhir_connect_timeout,
+        read_timeout_s=settings.fhir_read_timeout,
+        deadline_s=settings.fhir_deadline,
+        max_pages=settings.fhir_max_pages,
+        max_response_bytes=settings.fhir_max_response_bytes,
+        page_size=settings.fhir_page_size,
+        allow_unauthenticated=settings.allow_unauthenticated_fhir,
+    )
+
+
+def parse_json(body: bytes) -> Any:
+    """Decode a JSON body; anything unreadable is a 400."""
+    try:
+        return json.loads(body)
+    except UnicodeDecodeError:
+        raise InvalidRequest("the request body is not UTF-8 encoded JSON") from None
+    except RecursionError:
+        raise InvalidRequest("the request body is nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidRequest(
+            f"the request body is not valid JSON (line {exc.lineno}, column {exc.colno})"
+        ) from None
+
+
+class HookHandler:
+    """Runs hook calls against one content set and one configuration."""
+
+    def __init__(self, content: Content, settings: Settings) -> None:
+        self.content = content
+        self.fetch = fetch_settings(settings)
+        self.templates: dict[str, tuple[PrefetchTemplate, ...]] = {
+            service.id: tuple(PrefetchTemplate(p.key, p.query, p.required) for p in service.prefetch)
+            for service in content.services
+        }
+
+    def service(self, service_id: str) -> ServiceDefinition:
+        """The service called ``service_id`` or :class:`NotFound`."""
+        service = self.content.service(service_id)
+        if service is None:
+            raise NotFound(f"no CDS service with id {service_id!r}")
+        return service
+
+    def parse_request(self, service: ServiceDefinition, body: bytes) -> dict[str, Any]:
+        """The validated request document for ``service``."""
+        request = parse_json(body)
+        schemas.validate(schemas.HOOK_REQUEST, request)
+        if request["hook"] != service.hook:
+            raise InvalidRequest(
+                f"service {service.id!r} answers the {service.hook!r} hook, not {request['hook']!r}"
+            )
+        return dict(request)
+
+    def resolve(self, service: ServiceDefinition, request: Mapping[str, Any], received_at: float) -> ResolvedPrefetch:
+        """The service's data for this call (prefetch first, then the EHR's FHIR server)."""
+        return resolve_prefetch(request, self.templates[service.id], self.fetch, received_at=received_at)
+
+    def handle(
+        self,
+        service_id: str,
+        body: bytes,
+        *,
+        now: datetime | None = None,
+        received_at: float | None = None,
+    ) -> HookOutcome:
+        """Answer one hook call; raises a :class:`ServiceError` for every non-200 outcome."""
+        received = time.monotonic() if received_at is None else received_at
+        service = self.service(service_id)
+        request = self.parse_request(service, body)
+        resolved = self.resolve(service, request, received)
+        context = request["context"]
+        patient_id = str(context["patientId"])
+        record = PatientRecord.from_resources(
+            patient_id, (r for key in resolved.resources for r in resolved.resources[key])
+        )
+        if record.dropped_other_patient:
+            log.warning(
+                "hook %s: ignored %d resources that belong to another patient",
+                request["hookInstance"],
+                record.dropped_other_patient,
+            )
+        ctx = RenderContext(
+            patient_id=patient_id,
+            user_id=context.get("userId"),
+            encounter_id=context.get("encounterId"),
+            now=now or datetime.now(UTC),
+        )
+        cards = engine.evaluate(record, self.content, ctx)
+        return HookOutcome(
+            response={"cards": cards},
+            hook_instance=str(request["hookInstance"]),
+            indicators=tuple(card["indicator"] for card in cards),
+            origins=dict(resolved.origin),
+        )

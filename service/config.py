@@ -1,0 +1,177 @@
+"""Settings, read from environment variables with one prefix: ``EPIDURAL_CDS_``.
+
+Every setting has a safe embedded default so ``epidural-cds serve`` starts on a fresh machine.
+Values are validated when the app is created; all problems are reported together, naming the
+variable, and the service refuses to start until they are fixed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from service.errors import ConfigError
+
+PREFIX = "EPIDURAL_CDS_"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The service's configuration. Field ``x_y`` is read from ``EPIDURAL_CDS_X_Y``; each field's
+    ``help`` metadata documents it (README and ``epidural-cds --help`` are built from it)."""
+
+    content_dir: Path | None = field(
+        default=None,
+        metadata={
+            "help": "Directory of clinical content; default: the content shipped with the package."
+        },
+    )
+    max_body_bytes: int = field(
+        default=5_000_000,
+        metadata={"help": "Largest accepted request body; larger bodies get 413."},
+    )
+    cors_origins: tuple[str, ...] = field(
+        default=("*",),
+        metadata={
+            "help": "Origins allowed to call from a browser (comma-separated), ``*`` for any."
+        },
+    )
+    fhir_connect_timeout: float = field(
+        default=1.0, metadata={"help": "Seconds to connect to the EHR's FHIR server."}
+    )
+    fhir_read_timeout: float = field(
+        default=2.0, metadata={"help": "Seconds to wait for a FHIR response."}
+    )
+    fhir_deadline: float = field(
+        default=1.5,
+        metadata={
+            "help": "Overall seconds for all fallback FHIR queries of one hook call, paging included."
+        },
+    )
+    fhir_max_pages: int = field(
+        default=10, metadata={"help": "Most ``next`` pages followed per query."}
+    )
+    fhir_page_size: int | None = field(
+        default=None,
+        metadata={"help": "If set, ``_count`` added to fallback searches that have none."},
+    )
+    fhir_max_response_bytes: int = field(
+        default=20_000_000, metadata={"help": "Largest FHIR response accepted."}
+    )
+    allow_unauthenticated_fhir: bool = field(
+        default=False,
+        metadata={
+            "help": "Query ``fhirServer`` without ``fhirAuthorization`` (open test servers such as the public sandbox's). Never for real patient data."
+        },
+    )
+    log_level: str = field(default="INFO", metadata={"help": "Python logging level."})
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from ``EPIDURAL_CDS_*`` variables; unset ones keep their defaults."""
+        env = os.environ if environ is None else environ
+        raw = {
+            f.name: env[PREFIX + f.name.upper()]
+            for f in fields(cls)
+            if PREFIX + f.name.upper() in env
+        }
+        return cls.from_mapping(raw)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> Settings:
+        """Settings from a mapping of field names to values (strings are parsed)."""
+        problems: list[str] = []
+        known = {f.name for f in fields(cls)}
+        parsed: dict[str, Any] = {}
+        for name, value in values.items():
+            if name not in known:
+                problems.append(f"{name}: unknown setting")
+                continue
+            try:
+                parsed[name] = _PARSERS[name](value)
+            except (TypeError, ValueError) as exc:
+                problems.append(f"{PREFIX}{name.upper()}: {exc}")
+        if problems:
+            raise ConfigError("invalid configuration:\n" + "\n".join(problems))
+        return cls(**parsed)
+
+    @staticmethod
+    def describe() -> list[tuple[str, str, str]]:
+        """``(variable, default, meaning)`` rows, for the README and ``--help``."""
+        return [
+            (PREFIX + f.name.upper(), repr(f.default), f.metadata["help"]) for f in fields(Settings)
+        ]
+
+
+def _positive(kind: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def parse(value: Any) -> Any:
+        number = kind(value)
+        if number <= 0:
+            raise ValueError(f"must be greater than 0, got {value!r}")
+        return number
+
+    return parse
+
+
+def _optional_int(value: Any) -> int | None:
+    if value in (None, ""):
+        return None
+    return _positive(int)(value)
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def _origins(value: Any) -> tuple[str, ...]:
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    origins = tuple(str(o).strip().rstrip("/") for o in items if str(o).strip())
+    if not origins:
+        raise ValueError("give at least one origin, or *")
+    for origin in origins:
+        if origin != "*" and not origin.startswith(("http://", "https://")):
+            raise ValueError(f"origin {origin!r} must start with http:// or https://")
+    return origins
+
+
+def _path(value: Any) -> Path | None:
+    if value in (None, ""):
+        return None
+    path = Path(value)
+    if not path.is_dir():
+        raise ValueError(f"{value!r} is not a directory")
+    return path
+
+
+def _level(value: Any) -> str:
+    level = str(value).upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ValueError(f"unknown log level {value!r}")
+    return level
+
+
+_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "content_dir": _path,
+    "max_body_bytes": _positive(int),
+    "cors_origins": _origins,
+    "fhir_connect_timeout": _positive(float),
+    "fhir_read_timeout": _positive(float),
+    "fhir_deadline": _positive(float),
+    "fhir_max_pages": _positive(int),
+    "fhir_page_size": _optional_int,
+    "fhir_max_response_bytes": _positive(int),
+    "allow_unauthenticated_fhir": _bool,
+    "log_level": _level,
+}
