@@ -116,7 +116,9 @@ def _register_routes(app: Flask) -> None:
             raise PayloadTooLarge(
                 f"the request body is larger than {current.settings.max_body_bytes} bytes"
             )
-        outcome = current.handler.handle(service_id, request.get_data(cache=False), received_at=started)
+        outcome = current.handler.handle(
+            service_id, request.get_data(cache=False), received_at=started
+        )
         log.info(
             "hook %s service=%s cards=%s origins=%s in %.1f ms",
             outcome.hook_instance,
@@ -142,7 +144,10 @@ def _register_errors(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def service_error(error: ServiceError) -> Response:
         log.info("%s %s -> %d %s", request.method, request.path, error.status, type(error).__name__)
-        return _outcome(error.status, error.issue_code, error.message)
+        message = error.message
+        if error.diagnostics:
+            message = f"{message} ({error.diagnostics})"
+        return _outcome(error.status, error.issue_code, message)
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(error: RequestEntityTooLarge) -> Response:
@@ -161,4 +166,6 @@ def _register_errors(app: Flask) -> None:
     @app.errorhandler(Exception)
     def internal_error(error: Exception) -> Response:
         log.exception("internal error on %s %s", request.method, request.path)
-        return _outcome(500, "exception", "internal error; the service could not evaluate this request")
+        return _outcome(
+            500, "exception", "internal error; the service could not evaluate this request"
+        )

@@ -37,9 +37,7 @@ class Settings:
     )
     cors_origins: tuple[str, ...] = field(
         default=("*",),
-        metadata={
-            "help": "Origins allowed to call from a browser (comma-separated), ``*`` for any."
-        },
+        metadata={"help": "Origins allowed to call from a browser (comma-separated), `*` for any."},
     )
     fhir_connect_timeout: float = field(
         default=1.0, metadata={"help": "Seconds to connect to the EHR's FHIR server."}
@@ -50,15 +48,15 @@ class Settings:
     fhir_deadline: float = field(
         default=1.5,
         metadata={
-            "help": "Overall seconds for all fallback FHIR queries of one hook call, paging included."
+            "help": "Overall seconds for all fallback FHIR queries of one call, paging included."
         },
     )
     fhir_max_pages: int = field(
-        default=10, metadata={"help": "Most ``next`` pages followed per query."}
+        default=10, metadata={"help": "Most `next` pages followed per query."}
     )
     fhir_page_size: int | None = field(
         default=None,
-        metadata={"help": "If set, ``_count`` added to fallback searches that have none."},
+        metadata={"help": "If set, `_count` added to fallback searches that have none."},
     )
     fhir_max_response_bytes: int = field(
         default=20_000_000, metadata={"help": "Largest FHIR response accepted."}
@@ -66,7 +64,10 @@ class Settings:
     allow_unauthenticated_fhir: bool = field(
         default=False,
         metadata={
-            "help": "Query ``fhirServer`` without ``fhirAuthorization`` (open test servers such as the public sandbox's). Never for real patient data."
+            "help": (
+                "Query `fhirServer` without `fhirAuthorization` (open test servers such as "
+                "the public sandbox's). Never for real patient data."
+            )
         },
     )
     log_level: str = field(default="INFO", metadata={"help": "Python logging level."})
@@ -104,8 +105,19 @@ class Settings:
     def describe() -> list[tuple[str, str, str]]:
         """``(variable, default, meaning)`` rows, for the README and ``--help``."""
         return [
-            (PREFIX + f.name.upper(), repr(f.default), f.metadata["help"]) for f in fields(Settings)
+            (PREFIX + f.name.upper(), _show(f.default), f.metadata["help"])
+            for f in fields(Settings)
         ]
+
+
+def _show(default: Any) -> str:
+    if default is None:
+        return "unset"
+    if isinstance(default, tuple):
+        return ",".join(default)
+    if isinstance(default, bool):
+        return str(default).lower()
+    return str(default)
 
 
 def _positive(kind: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -121,7 +133,8 @@ def _positive(kind: Callable[[Any], Any]) -> Callable[[Any], Any]:
 def _optional_int(value: Any) -> int | None:
     if value in (None, ""):
         return None
-    return _positive(int)(value)
+    number: int = _positive(int)(value)
+    return number
 
 
 def _bool(value: Any) -> bool:

@@ -219,25 +219,41 @@ def _cross_check(docs: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     for name, concept in concepts.items():
         for i, entry in enumerate(concept["codes"]):
             if entry["system"] not in systems:
-                problems.append(("codes.yaml", f"$.concepts.{name}.codes[{i}].system", f"unknown system {entry['system']!r}"))
+                problems.append(
+                    (
+                        "codes.yaml",
+                        f"$.concepts.{name}.codes[{i}].system",
+                        f"unknown system {entry['system']!r}",
+                    )
+                )
     for name in REQUIRED_CONCEPTS:
         if name not in concepts:
-            problems.append(("codes.yaml", "$.concepts", f"concept {name!r} is required by the rules"))
+            problems.append(
+                ("codes.yaml", "$.concepts", f"concept {name!r} is required by the rules")
+            )
     for name in docs["text"]["findings"]:
         if name not in clinical_findings.FINDING_CONCEPTS:
-            problems.append(("text.yaml", f"$.findings.{name}", "not a finding concept the rules use"))
+            problems.append(
+                ("text.yaml", f"$.findings.{name}", "not a finding concept the rules use")
+            )
     for s_index, service in enumerate(docs["service"]["services"]):
         for key, entry in service["prefetch"].items():
             path = f"$.services[{s_index}].prefetch.{key}"
             has_placeholder = CODES_PLACEHOLDER in entry["query"]
             if has_placeholder != ("code_concepts" in entry):
-                problems.append(("service.yaml", path, f"{CODES_PLACEHOLDER} and code_concepts go together"))
+                problems.append(
+                    ("service.yaml", path, f"{CODES_PLACEHOLDER} and code_concepts go together")
+                )
             for concept in entry.get("code_concepts", ()):
                 if concept not in concepts:
-                    problems.append(("service.yaml", f"{path}.code_concepts", f"unknown concept {concept!r}"))
+                    problems.append(
+                        ("service.yaml", f"{path}.code_concepts", f"unknown concept {concept!r}")
+                    )
             for system in entry.get("code_systems", ()):
                 if system not in systems:
-                    problems.append(("service.yaml", f"{path}.code_systems", f"unknown system {system!r}"))
+                    problems.append(
+                        ("service.yaml", f"{path}.code_systems", f"unknown system {system!r}")
+                    )
     rules = docs["rules"]
     sources = docs["sources"]["sources"]
     suggestions = docs["suggestions"]["suggestions"]
@@ -255,10 +271,14 @@ def _cross_check(docs: Mapping[str, Any]) -> list[tuple[str, str, str]]:
         for i, card in enumerate(cards):
             for key in card["sources"]:
                 if key not in sources:
-                    problems.append(("rules.yaml", f"{prefix}[{i}].sources", f"unknown source {key!r}"))
+                    problems.append(
+                        ("rules.yaml", f"{prefix}[{i}].sources", f"unknown source {key!r}")
+                    )
             for key in card.get("suggestions", ()):
                 if key not in suggestions:
-                    problems.append(("rules.yaml", f"{prefix}[{i}].suggestions", f"unknown suggestion {key!r}"))
+                    problems.append(
+                        ("rules.yaml", f"{prefix}[{i}].suggestions", f"unknown suggestion {key!r}")
+                    )
     for name in LABELLED_FINDINGS:
         if name not in rules["finding_labels"]:
             problems.append(("rules.yaml", "$.finding_labels", f"no label for {name!r}"))
@@ -266,9 +286,21 @@ def _cross_check(docs: Mapping[str, Any]) -> list[tuple[str, str, str]]:
         for a, action in enumerate(suggestion["actions"]):
             for c, coding in enumerate(action["coding"]):
                 if coding["system"] not in systems:
-                    problems.append(("suggestions.yaml", f"$.suggestions.{key}.actions[{a}].coding[{c}].system", "unknown system"))
+                    problems.append(
+                        (
+                            "suggestions.yaml",
+                            f"$.suggestions.{key}.actions[{a}].coding[{c}].system",
+                            "unknown system",
+                        )
+                    )
                 if coding["status"] == "UNVERIFIED":
-                    problems.append(("suggestions.yaml", f"$.suggestions.{key}.actions[{a}].coding[{c}]", "an UNVERIFIED code must not be sent in an order"))
+                    problems.append(
+                        (
+                            "suggestions.yaml",
+                            f"$.suggestions.{key}.actions[{a}].coding[{c}]",
+                            "an UNVERIFIED code must not be sent in an order",
+                        )
+                    )
     return problems
 
 
@@ -330,7 +362,9 @@ def _build(directory: Path, docs: Mapping[str, Any]) -> Content:
         )
     rules = docs["rules"]
     critical = rules["critical"]["patterns"]
-    cards = {card["id"]: _card_text(card) for card in (*critical, *rules["warning"], *rules["info"])}
+    cards = {
+        card["id"]: _card_text(card) for card in (*critical, *rules["warning"], *rules["info"])
+    }
     wording = Wording(
         source_label=rules["source_label"],
         topic_system=rules["topic_system"],

@@ -57,7 +57,7 @@ class UnsupportedMediaType(ServiceError):
 
 
 class PrefetchUnavailable(ServiceError):
-    """Data the service requires could be neither taken from prefetch nor fetched (CDS Hooks: 412)."""
+    """Required data could be neither taken from prefetch nor fetched (CDS Hooks: 412)."""
 
     status = 412
     issue_code = "incomplete"

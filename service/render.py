@@ -57,7 +57,7 @@ def format_time(when: When | None, unknown: str) -> str:
     if when.partial:
         if when.earliest.year < 1900:
             return unknown
-        return f"{when.earliest:%Y-%m-%d}–{when.latest:%Y-%m-%d}"
+        return f"{when.earliest:%Y-%m-%d} to {when.latest:%Y-%m-%d}"
     stamp = when.earliest
     offset = stamp.strftime("%z")
     zone = "UTC" if offset in ("+0000", "") else f"{offset[:3]}:{offset[3:]}"
@@ -122,14 +122,18 @@ class _Detail:
             facts.append(self.p["in_situ"])
         if episode.last_local_anaesthetic is not None and episode.procedure_class == model.CATHETER:
             facts.append(
-                self.p["last_local_anaesthetic"].format(time=self.when(episode.last_local_anaesthetic))
+                self.p["last_local_anaesthetic"].format(
+                    time=self.when(episode.last_local_anaesthetic)
+                )
             )
         if episode.block_ends is None:
             facts.append(self.p["infusion_running"])
         elif episode.block_ends <= self.ctx.now:
             ago = format_delta(hours_between(episode.block_ends, self.ctx.now))
             facts.append(
-                self.p["block_ends_passed"].format(time=self.when(When.at(episode.block_ends)), delta=ago)
+                self.p["block_ends_passed"].format(
+                    time=self.when(When.at(episode.block_ends)), delta=ago
+                )
             )
         else:
             facts.append(self.p["block_ends"].format(time=self.when(When.at(episode.block_ends))))
@@ -138,7 +142,9 @@ class _Detail:
         text = f" ({self.p['from_text']})" if episode.from_text else ""
         return f"{label}: {episode.label} — `{episode.source}`{text}; " + "; ".join(facts) + "."
 
-    def antithrombotic_lines(self, episode: Episode, medications: Iterable[MedicationEvent]) -> list[str]:
+    def antithrombotic_lines(
+        self, episode: Episode, medications: Iterable[MedicationEvent]
+    ) -> list[str]:
         lines = []
         opens = episode.punctured.earliest.timestamp() - ANTITHROMBOTIC_LOOKBACK_DAYS * 86400
         for event in medications:
@@ -181,9 +187,10 @@ class _Detail:
                 out.append(f"**{self.p['antithrombotic_heading']}**")
                 out += doses
                 out.append("")
-        weakness_unknown = any(
-            f.concept == "leg_weakness" and f.laterality is None for f in evidence
-        ) and plan.indicator == model.CRITICAL
+        weakness_unknown = (
+            any(f.concept == "leg_weakness" and f.laterality is None for f in evidence)
+            and plan.indicator == model.CRITICAL
+        )
         out.append(f"**{self.p['why_heading']}**")
         lines = list(dict.fromkeys(line for p in plan.patterns for line in cards[p].detail))
         out += [f"- {line}" for line in lines]
@@ -203,7 +210,9 @@ class _Detail:
         out.append("")
         if any(f.from_text for f in evidence) or episode.from_text:
             out.append(f"_{self.w.text_evidence_note}_")
-        partial = any(f.when.partial or not f.time_known for f in evidence) or episode.punctured.partial
+        partial = (
+            any(f.when.partial or not f.time_known for f in evidence) or episode.punctured.partial
+        )
         if partial or not episode.time_known:
             out.append(f"_{self.w.partial_time_note}_")
         out.append(f"_{self.w.disclaimer}_")
@@ -238,9 +247,7 @@ def _service_request(action: ActionTemplate, ctx: RenderContext, plan: CardPlan)
     return resource
 
 
-def _suggestion(
-    template: SuggestionTemplate, ctx: RenderContext, plan: CardPlan
-) -> dict[str, Any]:
+def _suggestion(template: SuggestionTemplate, ctx: RenderContext, plan: CardPlan) -> dict[str, Any]:
     suggestion: dict[str, Any] = {
         "label": template.label,
         "uuid": ctx.new_id(),
@@ -287,9 +294,13 @@ def render_card(
             for code, display in wording.override_reasons
         ],
     }
-    suggestion_keys = list(dict.fromkeys(k for p in plan.patterns for k in wording.cards[p].suggestions))
+    suggestion_keys = list(
+        dict.fromkeys(k for p in plan.patterns for k in wording.cards[p].suggestions)
+    )
     if plan.indicator == model.CRITICAL and suggestion_keys:
-        card["suggestions"] = [_suggestion(content.suggestions[k], ctx, plan) for k in suggestion_keys]
+        card["suggestions"] = [
+            _suggestion(content.suggestions[k], ctx, plan) for k in suggestion_keys
+        ]
         card["selectionBehavior"] = "any"
     return card
 
@@ -303,4 +314,3 @@ def render(
     """Cards for every plan, in order."""
     meds = tuple(medications)
     return [render_card(plan, content, ctx, meds) for plan in plans]
-

@@ -76,7 +76,9 @@ class HookHandler:
         self.content = content
         self.fetch = fetch_settings(settings)
         self.templates: dict[str, tuple[PrefetchTemplate, ...]] = {
-            service.id: tuple(PrefetchTemplate(p.key, p.query, p.required) for p in service.prefetch)
+            service.id: tuple(
+                PrefetchTemplate(p.key, p.query, p.required) for p in service.prefetch
+            )
             for service in content.services
         }
 
@@ -97,9 +99,13 @@ class HookHandler:
             )
         return dict(request)
 
-    def resolve(self, service: ServiceDefinition, request: Mapping[str, Any], received_at: float) -> ResolvedPrefetch:
+    def resolve(
+        self, service: ServiceDefinition, request: Mapping[str, Any], received_at: float
+    ) -> ResolvedPrefetch:
         """The service's data for this call (prefetch first, then the EHR's FHIR server)."""
-        return resolve_prefetch(request, self.templates[service.id], self.fetch, received_at=received_at)
+        return resolve_prefetch(
+            request, self.templates[service.id], self.fetch, received_at=received_at
+        )
 
     def handle(
         self,

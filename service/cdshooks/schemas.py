@@ -27,7 +27,11 @@ _MESSAGE_LIMIT = 200
 @cache
 def schema(name: str) -> dict[str, Any]:
     """The parsed schema document ``name`` (e.g. ``hook-request``)."""
-    text = resources.files("service.cdshooks").joinpath(f"schemas/{name}.schema.json").read_text("utf-8")
+    text = (
+        resources.files("service.cdshooks")
+        .joinpath(f"schemas/{name}.schema.json")
+        .read_text("utf-8")
+    )
     loaded: dict[str, Any] = json.loads(text)
     return loaded
 

@@ -40,14 +40,20 @@ class CardPlan:
         for match in (*self.matches, *self.folded):
             for finding in match.evidence:
                 unique.setdefault((str(finding.source), finding.concept, finding.label), finding)
-        return tuple(sorted(unique.values(), key=lambda f: (f.when.earliest, str(f.source), f.concept)))
+        return tuple(
+            sorted(unique.values(), key=lambda f: (f.when.earliest, str(f.source), f.concept))
+        )
 
 
 def _by_priority(matches: Sequence[Match], order: Sequence[str]) -> list[Match]:
     rank = {pattern: i for i, pattern in enumerate(order)}
     return sorted(
         matches,
-        key=lambda m: (rank.get(m.pattern, len(rank)), -m.episode.punctured.latest.timestamp(), m.episode.source),
+        key=lambda m: (
+            rank.get(m.pattern, len(rank)),
+            -m.episode.punctured.latest.timestamp(),
+            m.episode.source,
+        ),
     )
 
 

@@ -37,9 +37,9 @@ def _classify(resource: Mapping[str, Any], lexicon: Lexicon) -> tuple[str | None
         if concept in concepts:
             return klass, False
     for text in fields.concept_texts(code):
-        klass = lexicon.text.procedure_class(text)
-        if klass is not None:
-            return klass, True
+        from_text = lexicon.text.procedure_class(text)
+        if from_text is not None:
+            return from_text, True
     return None, False
 
 
@@ -54,7 +54,11 @@ def _steroid_with(
     texts = " ".join(
         [
             *fields.concept_texts(resource.get("code")),
-            *(t for used in fields.objects(resource.get("usedCode")) for t in fields.concept_texts(used)),
+            *(
+                t
+                for used in fields.objects(resource.get("usedCode"))
+                for t in fields.concept_texts(used)
+            ),
         ]
     )
     named = lexicon.text.mentions_any(texts, lexicon.corticosteroid_names)

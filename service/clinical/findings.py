@@ -87,7 +87,9 @@ def _combine(*sides: str | None) -> str | None:
     return present.pop() if len(present) == 1 else None
 
 
-def _onset(resource: Mapping[str, Any], fallback_fields: tuple[str, ...], now: datetime) -> tuple[When, bool]:
+def _onset(
+    resource: Mapping[str, Any], fallback_fields: tuple[str, ...], now: datetime
+) -> tuple[When, bool]:
     when = fields.first_time(resource, *fallback_fields)
     if when is None:
         # No usable time: assume it may fall anywhere up to now (safety note 1) and say so.
@@ -118,9 +120,7 @@ def _text_findings(texts: Iterable[str], lexicon: Lexicon) -> list[tuple[str, st
     return out
 
 
-def from_condition(
-    resource: Mapping[str, Any], lexicon: Lexicon, now: datetime
-) -> list[Finding]:
+def from_condition(resource: Mapping[str, Any], lexicon: Lexicon, now: datetime) -> list[Finding]:
     """Findings of one Condition (none when it is excluded or not about a known concept)."""
     if fields.status_code(resource, "verificationStatus") in _EXCLUDED_VERIFICATION:
         return []
@@ -213,9 +213,10 @@ def _measurement(
         crp = _crp_mg_per_litre(*q) if q else None
         if flagged_high or (crp is not None and crp > settings.crp_mg_per_litre):
             return INFECTION_MARKER, f"CRP {q[0]:g} {q[1]}" if q else "CRP raised"
-    elif concept == "esr":
-        if flagged_high or (q is not None and _above_reference(resource, q[0])):
-            return INFECTION_MARKER, f"ESR {q[0]:g} {q[1]}" if q else "ESR raised"
+    elif concept == "esr" and (
+        flagged_high or (q is not None and _above_reference(resource, q[0]))
+    ):
+        return INFECTION_MARKER, f"ESR {q[0]:g} {q[1]}" if q else "ESR raised"
     return None
 
 
@@ -225,7 +226,9 @@ def from_observation(
     """Findings and pain scores of one Observation."""
     if resource.get("status") in _EXCLUDED_OBSERVATION:
         return [], []
-    when, known = _onset(resource, ("effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued"), now)
+    when, known = _onset(
+        resource, ("effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued"), now
+    )
     ref = fields.ref_of(resource)
     code = resource.get("code")
     matches = lexicon.codes.match_concept(code)

@@ -25,7 +25,14 @@ from service.clinical.settings import ClinicalSettings
 WEAKNESS = ("leg_weakness", "paraplegia")
 SENSORY = ("leg_numbness",)
 LEG_SYMPTOMS = ("leg_weakness", "paraplegia", "leg_numbness", "leg_heaviness")
-DEFICITS = ("leg_weakness", "paraplegia", "leg_numbness", "urinary_retention", "incontinence", "saddle_anaesthesia")
+DEFICITS = (
+    "leg_weakness",
+    "paraplegia",
+    "leg_numbness",
+    "urinary_retention",
+    "incontinence",
+    "saddle_anaesthesia",
+)
 INFECTION = ("fever", INFECTION_MARKER)
 LOCAL_SIGNS = ("back_pain", "site_infection")
 PERSISTING = ("leg_numbness", "leg_heaviness", "leg_weakness", "leg_pain")
@@ -62,7 +69,11 @@ class _Scope:
         return finding.when.earliest <= start.latest + length
 
     def select(
-        self, findings: Iterable[Finding], *, after_block: bool, length: timedelta,
+        self,
+        findings: Iterable[Finding],
+        *,
+        after_block: bool,
+        length: timedelta,
         from_reference: bool = False,
     ) -> list[Finding]:
         return [
@@ -75,7 +86,7 @@ class _Scope:
 
 
 def bilateral(findings: Sequence[Finding], merge: timedelta) -> list[Finding]:
-    """Findings that together show both sides: one bilateral record, or left and right close in time."""
+    """Findings showing both sides: a bilateral record, or left and right records close in time."""
     both = [f for f in findings if f.laterality == "bilateral"]
     if both:
         return both
@@ -96,13 +107,17 @@ def _weakness_red_flag(findings: Sequence[Finding], settings: ClinicalSettings) 
     return flagged
 
 
-def _match(pattern: str, rule: str, indicator: str, episode: Episode, evidence: Iterable[Finding]) -> Match:
+def _match(
+    pattern: str, rule: str, indicator: str, episode: Episode, evidence: Iterable[Finding]
+) -> Match:
     unique = {(f.source, f.concept): f for f in evidence}
     ordered = sorted(unique.values(), key=lambda f: (f.when.earliest, f.source, f.concept))
     return Match(pattern, rule, indicator, episode, tuple(ordered))
 
 
-def red_flags(episode: Episode, findings: Findings, settings: ClinicalSettings, now: datetime) -> list[Match]:
+def red_flags(
+    episode: Episode, findings: Findings, settings: ClinicalSettings, now: datetime
+) -> list[Match]:
     """R-01: a new neurological deficit or sphincter dysfunction after a neuraxial procedure.
 
     When a new deficit appears after the expected block (bilateral weakness or numbness, bladder or
@@ -113,27 +128,41 @@ def red_flags(episode: Episode, findings: Findings, settings: ClinicalSettings, 
     out: list[Match] = []
     critical = model.CRITICAL
 
-    weak = s.select(findings.of(*WEAKNESS), after_block=True, length=settings.hematoma_window, from_reference=True)
+    weak = s.select(
+        findings.of(*WEAKNESS),
+        after_block=True,
+        length=settings.hematoma_window,
+        from_reference=True,
+    )
     motor = _weakness_red_flag(weak, settings)
     if motor:
         out.append(_match("hematoma_motor", "R-01", critical, episode, motor))
 
-    numb = s.select(findings.of(*SENSORY), after_block=True, length=settings.hematoma_window, from_reference=True)
+    numb = s.select(
+        findings.of(*SENSORY),
+        after_block=True,
+        length=settings.hematoma_window,
+        from_reference=True,
+    )
     sensory = bilateral(numb, settings.laterality_merge)
     if sensory:
         out.append(_match("hematoma_sensory", "R-01", critical, episode, sensory))
 
     ces_window = settings.cauda_equina_window
-    sphincter = s.select(findings.of("saddle_anaesthesia", "incontinence"), after_block=True, length=ces_window)
+    sphincter = s.select(
+        findings.of("saddle_anaesthesia", "incontinence"), after_block=True, length=ces_window
+    )
     retention = s.select(findings.of("urinary_retention"), after_block=True, length=ces_window)
     leg_deficit = s.select(findings.of(*LEG_SYMPTOMS), after_block=True, length=ces_window)
     late_retention = [
-        f for f in retention
+        f
+        for f in retention
         if episode.block_ends is not None
         and f.when.latest > episode.block_ends + settings.retention_after_block
     ]
     radicular = bilateral(
-        s.select(findings.of("leg_pain"), after_block=True, length=ces_window), settings.laterality_merge
+        s.select(findings.of("leg_pain"), after_block=True, length=ces_window),
+        settings.laterality_merge,
     )
     ces_evidence = list(sphincter) + late_retention + radicular
     if retention and leg_deficit:
@@ -149,20 +178,23 @@ def red_flags(episode: Episode, findings: Findings, settings: ClinicalSettings, 
 
     if episode.procedure_class == model.ESI:
         early = [
-            f for f in findings.of(*WEAKNESS)
-            if s.new(f) and s.by(f, settings.cord_infarct_window)
+            f for f in findings.of(*WEAKNESS) if s.new(f) and s.by(f, settings.cord_infarct_window)
         ]
         infarct = _weakness_red_flag(early, settings)
         if infarct:
             out.append(_match("cord_infarct", "R-01", critical, episode, infarct))
 
-    recorded = s.select(findings.of("spinal_emergency_diagnosis"), after_block=False, length=abscess_window)
+    recorded = s.select(
+        findings.of("spinal_emergency_diagnosis"), after_block=False, length=abscess_window
+    )
     if recorded:
         out.append(_match("recorded_diagnosis", "R-01", critical, episode, recorded))
     return out
 
 
-def possible_abscess(episode: Episode, findings: Findings, settings: ClinicalSettings, now: datetime) -> list[Match]:
+def possible_abscess(
+    episode: Episode, findings: Findings, settings: ClinicalSettings, now: datetime
+) -> list[Match]:
     """R-02: infection signs after a neuraxial procedure.
 
     When fever or raised infection markers appear from 24 h to 60 days after the puncture, then:
@@ -172,7 +204,10 @@ def possible_abscess(episode: Episode, findings: Findings, settings: ClinicalSet
     s = _Scope(episode, settings, now)
     start = episode.punctured.earliest + settings.abscess_start
     infection = [
-        f for f in s.select(findings.of(*INFECTION), after_block=False, length=settings.abscess_window)
+        f
+        for f in s.select(
+            findings.of(*INFECTION), after_block=False, length=settings.abscess_window
+        )
         if f.when.latest >= start
     ]
     if not infection:
@@ -183,7 +218,9 @@ def possible_abscess(episode: Episode, findings: Findings, settings: ClinicalSet
     return [_match("fever_after_epidural", "R-02", model.WARNING, episode, infection)]
 
 
-def persisting_symptoms(episode: Episode, findings: Findings, settings: ClinicalSettings, now: datetime) -> list[Match]:
+def persisting_symptoms(
+    episode: Episode, findings: Findings, settings: ClinicalSettings, now: datetime
+) -> list[Match]:
     """R-05: leg symptoms beyond the expected local-anaesthetic duration, without red flags.
 
     When new leg numbness, heaviness, weakness or pain is recorded after the block should have
@@ -194,7 +231,9 @@ def persisting_symptoms(episode: Episode, findings: Findings, settings: Clinical
     if episode.procedure_class == model.NEURAXIAL_OTHER or episode.block_ends is None:
         return []
     s = _Scope(episode, settings, now)
-    evidence = s.select(findings.of(*PERSISTING), after_block=True, length=settings.persistence_window)
+    evidence = s.select(
+        findings.of(*PERSISTING), after_block=True, length=settings.persistence_window
+    )
     scores_before = [p for p in findings.pain_scores if p.when.latest < episode.punctured.earliest]
     baseline = scores_before[-1].score if scores_before else None
     for score in findings.pain_scores:
@@ -203,16 +242,27 @@ def persisting_symptoms(episode: Episode, findings: Findings, settings: Clinical
         if score.when.earliest > episode.punctured.latest + settings.persistence_window:
             continue
         rose = baseline is not None and score.score - baseline >= settings.pain_score_rise
-        high = score.score >= settings.pain_score_high and (baseline is None or score.score > baseline)
+        high = score.score >= settings.pain_score_high and (
+            baseline is None or score.score > baseline
+        )
         if rose or high:
-            value = f"{score.score:g}/10" + (f" (before the procedure {baseline:g}/10)" if baseline is not None else "")
-            evidence.append(Finding("pain_score", score.when, score.source, "Pain score", value=value))
+            value = f"{score.score:g}/10" + (
+                f" (before the procedure {baseline:g}/10)" if baseline is not None else ""
+            )
+            evidence.append(
+                Finding("pain_score", score.when, score.source, "Pain score", value=value)
+            )
     if not evidence:
         return []
     return [_match("persisting_symptoms", "R-05", model.WARNING, episode, evidence)]
 
 
-def catheter_monitoring(episode: Episode, medications: Sequence[MedicationEvent], settings: ClinicalSettings, now: datetime) -> list[Match]:
+def catheter_monitoring(
+    episode: Episode,
+    medications: Sequence[MedicationEvent],
+    settings: ClinicalSettings,
+    now: datetime,
+) -> list[Match]:
     """R-07: an epidural catheter in place or removed recently.
 
     When a catheter is in situ, or was removed less than 24 h ago (48 h with warfarin), then show
@@ -225,10 +275,16 @@ def catheter_monitoring(episode: Episode, medications: Sequence[MedicationEvent]
     if episode.removed is None:
         return []
     on_warfarin = any(
-        ANTITHROMBOTIC in m.classes and "warfarin" in m.name.lower() and (m.in_progress or m.administered)
+        ANTITHROMBOTIC in m.classes
+        and "warfarin" in m.name.lower()
+        and (m.in_progress or m.administered)
         for m in medications
     )
-    window = settings.monitoring_after_removal_warfarin if on_warfarin else settings.monitoring_after_removal
+    window = (
+        settings.monitoring_after_removal_warfarin
+        if on_warfarin
+        else settings.monitoring_after_removal
+    )
     if episode.removed.earliest <= now <= episode.removed.latest + window:
         return [_match("catheter_monitoring", "R-07", model.INFO, episode, ())]
     return []

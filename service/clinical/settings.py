@@ -45,8 +45,6 @@ class ClinicalSettings:
         block = doc["expected_block"]
         win = doc["windows"]
         thr = doc["thresholds"]
-        hours = lambda v: timedelta(hours=float(v))  # noqa: E731
-        days = lambda v: timedelta(days=float(v))  # noqa: E731
         return cls(
             expected_block={
                 model.CATHETER: hours(block["catheter_hours_after_last_local_anaesthetic"]),
@@ -77,3 +75,13 @@ class ClinicalSettings:
             pain_score_high=float(thr["pain_score_high"]),
             pain_score_rise=float(thr["pain_score_rise"]),
         )
+
+
+def hours(value: Any) -> timedelta:
+    """A duration given in hours."""
+    return timedelta(hours=float(value))
+
+
+def days(value: Any) -> timedelta:
+    """A duration given in days."""
+    return timedelta(days=float(value))

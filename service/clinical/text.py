@@ -20,7 +20,7 @@ Phrase = tuple[str, ...]
 
 
 def words(text: str) -> list[str]:
-    """Lower-case words of ``text``; curly apostrophes are folded so "can’t" equals "can't"."""
+    """Lower-case words of ``text``; typographic apostrophes (U+2019) are folded to ASCII."""
     return _WORD.findall(text.lower().replace("\u2019", "'"))
 
 
@@ -102,9 +102,7 @@ class TextMatcher:
             if not tokens:
                 continue
             laterality = self._laterality(tokens)
-            spans = _find(
-                tokens, ((name, p) for name, ps in self.findings.items() for p in ps)
-            )
+            spans = _find(tokens, ((name, p) for name, ps in self.findings.items() for p in ps))
             covered = {i for s in spans for i in range(s.start, s.end)}
             token_set = set(tokens)
             for span in sorted(spans, key=lambda s: s.start):

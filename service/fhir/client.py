@@ -184,7 +184,8 @@ class FhirClient:
             raise FhirFetchError(f"FHIR request failed ({type(exc).__name__})") from None
         try:
             log.debug(
-                "FHIR GET -> HTTP %d after %.0f ms", resp.status_code,
+                "FHIR GET -> HTTP %d after %.0f ms",
+                resp.status_code,
                 (time.monotonic() - started) * 1000,
             )
             if not 200 <= resp.status_code < 300:

@@ -106,7 +106,7 @@ def _encode_value(value: str) -> str | None:
 
 def _token_value(name: str, context: Mapping[str, Any]) -> str | None:
     if name.startswith("context."):
-        field_name = name[len("context."):]
+        field_name = name[len("context.") :]
         if not field_name or "." in field_name:
             return None  # only root-level context fields are prefetch tokens
         value = context.get(field_name)
@@ -246,8 +246,9 @@ class _Result:
     found: bool = True  # False: a read answered 404/410
 
 
-def _access(request: Mapping[str, Any], settings: FetchSettings, start: float,
-            received_at: float) -> _Access:
+def _access(
+    request: Mapping[str, Any], settings: FetchSettings, start: float, received_at: float
+) -> _Access:
     deadline = start + settings.deadline_s
     server = request.get("fhirServer")
     if not isinstance(server, str) or not server:
@@ -278,8 +279,13 @@ def _unavailable(key: str, diagnostics: str) -> PrefetchUnavailable:
     )
 
 
-def _run_task(task: _Task, access: _Access, settings: FetchSettings,
-              session: requests.Session | None, cancel: threading.Event) -> _Result:
+def _run_task(
+    task: _Task,
+    access: _Access,
+    settings: FetchSettings,
+    session: requests.Session | None,
+    cancel: threading.Event,
+) -> _Result:
     assert access.server is not None
     started = time.monotonic()
     with FhirClient(
@@ -302,8 +308,12 @@ def _run_task(task: _Task, access: _Access, settings: FetchSettings,
             assert task.ref is not None
             result = client.search(task.ref, max_pages=settings.max_pages)
             out = _Result(_pages_resources(result), result.complete)
-    log.debug("prefetch key %s: %d resources in %.0f ms", task.key, len(out.resources),
-              (time.monotonic() - started) * 1000)
+    log.debug(
+        "prefetch key %s: %d resources in %.0f ms",
+        task.key,
+        len(out.resources),
+        (time.monotonic() - started) * 1000,
+    )
     return out
 
 
@@ -315,8 +325,9 @@ class _Resolution:
         self.origin: dict[str, str] = {}
         self.partial: set[str] = set()
 
-    def set(self, key: str, origin: str, resources: Resources = (), *,
-            partial: bool = False) -> None:
+    def set(
+        self, key: str, origin: str, resources: Resources = (), *, partial: bool = False
+    ) -> None:
         self.resources[key] = resources
         self.origin[key] = origin
         if partial:
@@ -417,17 +428,24 @@ def resolve_prefetch(
 
     if tasks:
         _fetch_all(tasks, access, settings, session, state)
-    log.debug("prefetch resolved in %.0f ms: %s", (time.monotonic() - start) * 1000,
-              dict(state.origin))
+    log.debug(
+        "prefetch resolved in %.0f ms: %s", (time.monotonic() - start) * 1000, dict(state.origin)
+    )
     return state.frozen(keys)
 
 
-def _fetch_all(tasks: list[_Task], access: _Access, settings: FetchSettings,
-               session: requests.Session | None, state: _Resolution) -> None:
+def _fetch_all(
+    tasks: list[_Task],
+    access: _Access,
+    settings: FetchSettings,
+    session: requests.Session | None,
+    state: _Resolution,
+) -> None:
     """Run all tasks in parallel; record results; raise on the first required failure."""
     cancel = threading.Event()
-    executor = ThreadPoolExecutor(max_workers=min(len(tasks), _MAX_WORKERS),
-                                  thread_name_prefix="fhir-prefetch")
+    executor = ThreadPoolExecutor(
+        max_workers=min(len(tasks), _MAX_WORKERS), thread_name_prefix="fhir-prefetch"
+    )
     try:
         futures: dict[Future[_Result], _Task] = {
             executor.submit(_run_task, task, access, settings, session, cancel): task
@@ -480,4 +498,3 @@ def _record_failure(task: _Task, reason: str, state: _Resolution) -> None:
         state.set(task.key, ORIGIN_PREFETCH, bundle_resources(task.first), partial=True)
     else:
         state.set(task.key, ORIGIN_UNAVAILABLE)
-

@@ -1,0 +1,28 @@
+# The two commands of the README. Each sets itself up on a fresh machine (Python >= 3.11 needed).
+#   make run   - start the service on http://127.0.0.1:8080 with the embedded defaults
+#   make test  - lint, type-check, validate the content and run every test (integration included)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test install clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[test]"
+	touch $@
+
+install: $(BIN)/.installed
+
+run: install
+	$(BIN)/epidural-cds serve --host 127.0.0.1 --port 8080
+
+test: install
+	$(BIN)/ruff check service tests
+	$(BIN)/mypy
+	$(BIN)/epidural-cds check-content
+	$(BIN)/pytest
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache *.egg-info

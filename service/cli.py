@@ -1,0 +1,225 @@
+"""The ``epidural-cds`` command: serve, evaluate offline, check content.
+
+``serve`` starts the service under gunicorn on the embedded defaults; ``evaluate`` runs exactly
+the code path of a hook call on a request file (or a FHIR Bundle plus ``--patient``) so an
+informaticist can see the cards without an EHR; ``check-content`` validates ``cards/`` and reports
+every problem by file and JSON path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from service import __version__
+from service.config import Settings
+from service.errors import ConfigError, ContentError, ServiceError
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+CLI_USER = "Practitioner/epidural-cds-cli"
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _settings_table() -> str:
+    rows = [
+        f"  {name} (default {default})\n      {help_text}"
+        for name, default, help_text in Settings.describe()
+    ]
+    return "environment variables:\n" + "\n".join(rows)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="epidural-cds",
+        description="CDS Hooks 2.0 service that flags complications after epidural procedures.",
+        epilog=_settings_table(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the CDS Hooks endpoints with gunicorn")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    serve.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    serve.add_argument("--threads", type=int, default=1, help="threads per worker (default 1)")
+
+    evaluate = commands.add_parser(
+        "evaluate", help="print the cards for a hook request file, or a FHIR Bundle with --patient"
+    )
+    evaluate.add_argument("file", type=Path, help="hook request JSON, or a FHIR Bundle")
+    evaluate.add_argument("--now", help="evaluation time, ISO 8601 with offset (default: now)")
+    evaluate.add_argument("--patient", help="Patient id, when FILE is a FHIR Bundle")
+    evaluate.add_argument("--service", help="service id (default: the first service)")
+    evaluate.add_argument(
+        "--summary", action="store_true", help="print one line per card instead of JSON"
+    )
+
+    example = commands.add_parser(
+        "example-request",
+        help="print the hook request of an example in fhir_examples/, moved in time to now",
+    )
+    example.add_argument(
+        "directory", type=Path, help="an example folder (bundle.json, scenario.json)"
+    )
+    example.add_argument(
+        "--keep-times",
+        action="store_true",
+        help="keep the example's own times (for evaluate --now)",
+    )
+
+    check = commands.add_parser("check-content", help="validate the clinical content in cards/")
+    check.add_argument("--dir", type=Path, help="content directory (default: the shipped one)")
+    return parser
+
+
+def _parse_now(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    now = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if now.tzinfo is None:
+        raise ValueError("--now needs a UTC offset, e.g. 2026-03-10T20:00:00+00:00")
+    return now
+
+
+def request_from_bundle(
+    bundle: dict[str, Any], patient_id: str, prefetch: dict[str, str]
+) -> dict[str, Any]:
+    """A patient-view hook request whose prefetch is answered from ``bundle`` by our templates."""
+    from service.fhir.local_search import build_prefetch, bundle_resources
+    from service.fhir.prefetch import render_template
+
+    context = {"userId": CLI_USER, "patientId": patient_id}
+    queries = {key: render_template(query, context) for key, query in prefetch.items()}
+    return {
+        "hook": "patient-view",
+        "hookInstance": str(uuid.uuid4()),
+        "context": context,
+        "prefetch": build_prefetch(bundle_resources(bundle), queries),
+    }
+
+
+def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
+    from service import content as content_module
+    from service.cdshooks.handler import HookHandler
+
+    content = content_module.load(settings.content_dir)
+    handler = HookHandler(content, settings)
+    service = content.services[0] if args.service is None else handler.service(args.service)
+    try:
+        document = json.loads(args.file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        print(f"epidural-cds: cannot read {args.file}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if isinstance(document, dict) and document.get("resourceType") == "Bundle":
+        if not args.patient:
+            print("epidural-cds: FILE is a FHIR Bundle; give --patient ID", file=sys.stderr)
+            return EXIT_USAGE
+        templates = {spec.key: spec.query for spec in service.prefetch}
+        document = request_from_bundle(document, args.patient, templates)
+    outcome = handler.handle(service.id, json.dumps(document).encode(), now=_parse_now(args.now))
+    if args.summary:
+        for card in outcome.response["cards"]:
+            print(f"{card['indicator']}: {card['summary']}")
+        if not outcome.response["cards"]:
+            print("no cards")
+    else:
+        print(json.dumps(outcome.response, indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
+def _example_request(args: argparse.Namespace, settings: Settings) -> int:
+    from service import content as content_module
+    from service.fhir.timeshift import shift_times
+
+    service = content_module.load(settings.content_dir).services[0]
+    try:
+        scenario = json.loads((args.directory / "scenario.json").read_text(encoding="utf-8"))
+        bundle = json.loads((args.directory / "bundle.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        print(f"epidural-cds: cannot read the example in {args.directory}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.keep_times:
+        then = datetime.fromisoformat(scenario["now"])
+        bundle = shift_times(bundle, datetime.now(then.tzinfo) - then)
+    templates = {spec.key: spec.query for spec in service.prefetch}
+    request = request_from_bundle(bundle, scenario["patientId"], templates)
+    print(json.dumps(request, indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
+def _check_content(args: argparse.Namespace) -> int:
+    from service import content as content_module
+
+    loaded = content_module.load(args.dir)
+    concepts = loaded.lexicon.codes.concepts
+    codes = [c for cs in concepts.values() for c in cs]
+    unverified = sum(1 for c in codes if not c.usable)
+    print(
+        f"content {loaded.version} in {loaded.directory}: valid — {len(concepts)} concepts, "
+        f"{len(codes)} codes ({unverified} UNVERIFIED, not matched), "
+        f"{len(loaded.wording.cards)} card patterns, {len(loaded.sources)} sources, "
+        f"{len(loaded.suggestions)} suggestions"
+    )
+    return EXIT_OK
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    from service.app import create_app
+    from service.server import serve
+
+    app = create_app(settings)
+    serve(app, args.host, args.port, args.workers, args.threads)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``epidural-cds`` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        _configure_logging(settings.log_level)
+        if args.command == "serve":
+            return _serve(args, settings)
+        if args.command == "evaluate":
+            return _evaluate(args, settings)
+        if args.command == "example-request":
+            return _example_request(args, settings)
+        return _check_content(args)
+    except ContentError as exc:
+        print("epidural-cds: the clinical content is invalid:", file=sys.stderr)
+        for file, path, message in exc.problems:
+            print(f"  {file} {path}: {message}", file=sys.stderr)
+        return EXIT_ERROR
+    except ConfigError as exc:
+        print(f"epidural-cds: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ServiceError as exc:
+        outcome = {"status": exc.status, "error": exc.message}
+        if exc.diagnostics:
+            outcome["diagnostics"] = exc.diagnostics
+        print(f"epidural-cds: {json.dumps(outcome)}", file=sys.stderr)
+        return EXIT_ERROR
+    except ValueError as exc:
+        print(f"epidural-cds: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
