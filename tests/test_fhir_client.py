@@ -100,8 +100,9 @@ def test_read_404_and_410_mean_no_resource(stub: StubFhirServer) -> None:
 
 def test_redirect_is_not_followed(stub: StubFhirServer, other: StubFhirServer) -> None:
     other.route("Patient/123", PATIENT)
-    stub.route("Patient/123", None, status=302,
-               headers={"Location": f"{other.base_url}/Patient/123"})
+    stub.route(
+        "Patient/123", None, status=302, headers={"Location": f"{other.base_url}/Patient/123"}
+    )
     with client_for(stub) as client, pytest.raises(FhirStatusError) as info:
         client.get("Patient/123")
     assert info.value.status == 302
@@ -117,8 +118,9 @@ def test_redirect_is_not_followed(stub: StubFhirServer, other: StubFhirServer) -
         (b'{"resourceType": "OperationOutcome", "issue": []}', "OperationOutcome"),
     ],
 )
-def test_bodies_that_are_not_fhir_data_fail(stub: StubFhirServer, body: bytes,
-                                            fragment: str) -> None:
+def test_bodies_that_are_not_fhir_data_fail(
+    stub: StubFhirServer, body: bytes, fragment: str
+) -> None:
     stub.route("Patient/123", body)
     with client_for(stub) as client, pytest.raises(FhirFetchError, match=fragment):
         client.get("Patient/123")
@@ -126,15 +128,19 @@ def test_bodies_that_are_not_fhir_data_fail(stub: StubFhirServer, body: bytes,
 
 def test_declared_size_over_cap_fails(stub: StubFhirServer) -> None:
     stub.route("Patient/123", {**PATIENT, "text": {"div": "x" * 5000}})
-    with client_for(stub, max_response_bytes=1000) as client, \
-            pytest.raises(FhirFetchError, match="larger than 1000"):
+    with (
+        client_for(stub, max_response_bytes=1000) as client,
+        pytest.raises(FhirFetchError, match="larger than 1000"),
+    ):
         client.get("Patient/123")
 
 
 def test_streamed_size_over_cap_fails_without_content_length(stub: StubFhirServer) -> None:
     stub.route("Patient/123", {**PATIENT, "text": {"div": "x" * 300_000}}, omit_length=True)
-    with client_for(stub, max_response_bytes=100_000) as client, \
-            pytest.raises(FhirFetchError, match="larger than 100000"):
+    with (
+        client_for(stub, max_response_bytes=100_000) as client,
+        pytest.raises(FhirFetchError, match="larger than 100000"),
+    ):
         client.get("Patient/123")
     # The same body passes under a larger cap, so the failure above was the cap.
     with client_for(stub, max_response_bytes=1_000_000) as client:
@@ -165,8 +171,9 @@ def test_page_cap_stops_and_reports_incomplete(stub: StubFhirServer) -> None:
     assert len(stub.requests) == 2
 
 
-def test_next_link_to_another_origin_is_refused(stub: StubFhirServer,
-                                                other: StubFhirServer) -> None:
+def test_next_link_to_another_origin_is_refused(
+    stub: StubFhirServer, other: StubFhirServer
+) -> None:
     other.route("Procedure", bundle([proc(2)]))
     stub.route("Procedure", bundle([proc(1)], f"{other.base_url}/Procedure?page=2"))
     with client_for(stub) as client, pytest.raises(FhirFetchError, match="origin"):
@@ -213,8 +220,10 @@ def test_next_link_ignores_other_relations() -> None:
 
 def test_passed_deadline_sends_nothing(stub: StubFhirServer) -> None:
     stub.route("Patient/123", PATIENT)
-    with client_for(stub, deadline=time.monotonic() - 0.01) as client, \
-            pytest.raises(FhirDeadlineExceeded):
+    with (
+        client_for(stub, deadline=time.monotonic() - 0.01) as client,
+        pytest.raises(FhirDeadlineExceeded),
+    ):
         client.get("Patient/123")
     assert stub.requests == []
 
@@ -231,8 +240,10 @@ def test_cancel_flag_stops_new_requests(stub: StubFhirServer) -> None:
 def test_read_timeout_is_clipped_to_the_deadline(stub: StubFhirServer) -> None:
     stub.route("Patient/123", PATIENT, delay_s=2.0)
     started = time.monotonic()
-    with client_for(stub, read_timeout_s=5.0, deadline=time.monotonic() + 0.3) as client, \
-            pytest.raises(FhirFetchError):
+    with (
+        client_for(stub, read_timeout_s=5.0, deadline=time.monotonic() + 0.3) as client,
+        pytest.raises(FhirFetchError),
+    ):
         client.get("Patient/123")
     assert time.monotonic() - started < 0.6
 
@@ -240,7 +251,6 @@ def test_read_timeout_is_clipped_to_the_deadline(stub: StubFhirServer) -> None:
 def test_connection_refused_is_a_fetch_error() -> None:
     with StubFhirServer() as dead:
         url = dead.base_url
-    with FhirClient(url, access_token=TOKEN) as client, \
-            pytest.raises(FhirFetchError) as info:
+    with FhirClient(url, access_token=TOKEN) as client, pytest.raises(FhirFetchError) as info:
         client.get("Patient/123")
     assert TOKEN not in str(info.value)

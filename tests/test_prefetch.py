@@ -31,7 +31,8 @@ PROC_TEMPLATE = "Procedure?patient={{context.patientId}}&status=completed,in-pro
 PROCEDURES = PrefetchTemplate("procedures", PROC_TEMPLATE, required=True)
 PATIENT_READ = PrefetchTemplate("patient", "Patient/{{context.patientId}}", required=True)
 OBS_OPTIONAL = PrefetchTemplate(
-    "temperature", "Observation?patient={{context.patientId}}&code=http://loinc.org|8310-5",
+    "temperature",
+    "Observation?patient={{context.patientId}}&code=http://loinc.org|8310-5",
     required=False,
 )
 FAST = FetchSettings(deadline_s=2.0)
@@ -45,37 +46,60 @@ OUTCOME: dict[str, Any] = {
 
 
 def proc(i: int) -> dict[str, Any]:
-    return {"resourceType": "Procedure", "id": f"p{i}", "status": "completed",
-            "subject": {"reference": f"Patient/{PATIENT_ID}"}}
+    return {
+        "resourceType": "Procedure",
+        "id": f"p{i}",
+        "status": "completed",
+        "subject": {"reference": f"Patient/{PATIENT_ID}"},
+    }
 
 
-def searchset(resources: list[dict[str, Any]], next_url: str | None = None,
-              outcomes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    entries: list[dict[str, Any]] = [{"resource": r, "search": {"mode": "match"}}
-                                     for r in resources]
+def searchset(
+    resources: list[dict[str, Any]],
+    next_url: str | None = None,
+    outcomes: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    entries: list[dict[str, Any]] = [
+        {"resource": r, "search": {"mode": "match"}} for r in resources
+    ]
     entries += outcomes or []
     links = [{"relation": "self", "url": "http://ehr.example/fhir/Procedure"}]
     if next_url:
         links.append({"relation": "next", "url": next_url})
-    return {"resourceType": "Bundle", "type": "searchset", "total": len(resources),
-            "link": links, "entry": entries}
+    return {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": len(resources),
+        "link": links,
+        "entry": entries,
+    }
 
 
-def hook_request(server: StubFhirServer | None = None, *, prefetch: dict[str, Any] | None = None,
-                 token: str | None = TOKEN, expires_in: Any = 300,
-                 context: dict[str, Any] | None = None) -> dict[str, Any]:
+def hook_request(
+    server: StubFhirServer | None = None,
+    *,
+    prefetch: dict[str, Any] | None = None,
+    token: str | None = TOKEN,
+    expires_in: Any = 300,
+    context: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     req: dict[str, Any] = {
         "hook": "patient-view",
         "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
-        "context": context if context is not None else
-        {"userId": "Practitioner/example", "patientId": PATIENT_ID},
+        "context": context
+        if context is not None
+        else {"userId": "Practitioner/example", "patientId": PATIENT_ID},
     }
     if server is not None:
         req["fhirServer"] = server.base_url
     if token is not None:
-        req["fhirAuthorization"] = {"access_token": token, "token_type": "Bearer",
-                                    "expires_in": expires_in, "scope": "user/*.read",
-                                    "subject": "epidural-cds"}
+        req["fhirAuthorization"] = {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": expires_in,
+            "scope": "user/*.read",
+            "subject": "epidural-cds",
+        }
     if prefetch is not None:
         req["prefetch"] = prefetch
     return req
@@ -106,20 +130,24 @@ def other() -> Iterator[StubFhirServer]:
 
 def test_render_substitutes_context_fields() -> None:
     assert render_template(PROC_TEMPLATE, {"patientId": "123"}) == (
-        "Procedure?patient=123&status=completed,in-progress,stopped")
+        "Procedure?patient=123&status=completed,in-progress,stopped"
+    )
     assert render_template("Encounter/{{context.encounterId}}", {"encounterId": "e1"}) == (
-        "Encounter/e1")
+        "Encounter/e1"
+    )
 
 
 def test_render_url_encodes_values() -> None:
-    rendered = render_template("Procedure?patient={{context.patientId}}",
-                               {"patientId": "a b&c=d/e?#"})
+    rendered = render_template(
+        "Procedure?patient={{context.patientId}}", {"patientId": "a b&c=d/e?#"}
+    )
     assert rendered == "Procedure?patient=a%20b%26c%3Dd%2Fe%3F%23"
 
 
 def test_render_keeps_user_id_as_a_relative_reference() -> None:
     assert render_template("{{context.userId}}", {"userId": "Practitioner/abc"}) == (
-        "Practitioner/abc")
+        "Practitioner/abc"
+    )
 
 
 @pytest.mark.parametrize(
@@ -158,16 +186,17 @@ def test_render_unfillable_tokens_raise(template: str, context: dict[str, Any]) 
 
 def test_render_primitive_non_strings() -> None:
     assert render_template("X?a={{context.n}}&b={{context.f}}", {"n": 3, "f": True}) == (
-        "X?a=3&b=true")
+        "X?a=3&b=true"
+    )
 
 
 # -- rule 1: prefetched data is used ------------------------------------------------------------
 
 
-def test_prefetched_resource_and_bundle_are_used_without_any_request(
-        stub: StubFhirServer) -> None:
-    req = hook_request(stub, prefetch={"patient": PATIENT,
-                                       "procedures": searchset([proc(1), proc(2)])})
+def test_prefetched_resource_and_bundle_are_used_without_any_request(stub: StubFhirServer) -> None:
+    req = hook_request(
+        stub, prefetch={"patient": PATIENT, "procedures": searchset([proc(1), proc(2)])}
+    )
     resolved = resolve_prefetch(req, [PATIENT_READ, PROCEDURES], FAST)
     assert ids(resolved, "patient") == [PATIENT_ID]
     assert ids(resolved, "procedures") == ["p1", "p2"]
@@ -177,7 +206,8 @@ def test_prefetched_resource_and_bundle_are_used_without_any_request(
 
 
 def test_operation_outcome_entries_are_dropped_from_prefetched_bundles(
-        stub: StubFhirServer) -> None:
+    stub: StubFhirServer,
+) -> None:
     outcomes: list[dict[str, Any]] = [
         {"resource": OUTCOME, "search": {"mode": "outcome"}},
         {"resource": {**OUTCOME, "id": "no-mode"}},  # OperationOutcome without search.mode
@@ -201,8 +231,9 @@ def test_operation_outcome_entries_are_dropped_from_prefetched_bundles(
         {"resourceType": "Bundle", "type": "searchset", "total": 0, "entry": []},
     ],
 )
-def test_null_or_empty_bundle_is_no_data_and_never_refetched(stub: StubFhirServer,
-                                                             value: Any) -> None:
+def test_null_or_empty_bundle_is_no_data_and_never_refetched(
+    stub: StubFhirServer, value: Any
+) -> None:
     route_procedures(stub, [proc(1)])
     req = hook_request(stub, prefetch={"procedures": value, "patient": None})
     resolved = resolve_prefetch(req, [PROCEDURES, PATIENT_READ], FAST)
@@ -235,11 +266,13 @@ def test_absent_key_is_fetched_with_bearer_token_and_fhir_accept(stub: StubFhirS
     ],
     ids=["bare", "search-mode-outcome", "outcome-resource-entry"],
 )
-def test_operation_outcome_prefetch_is_treated_as_absent(stub: StubFhirServer,
-                                                         value: dict[str, Any]) -> None:
+def test_operation_outcome_prefetch_is_treated_as_absent(
+    stub: StubFhirServer, value: dict[str, Any]
+) -> None:
     route_procedures(stub, [proc(7)])
-    resolved = resolve_prefetch(hook_request(stub, prefetch={"procedures": value}),
-                                [PROCEDURES], FAST)
+    resolved = resolve_prefetch(
+        hook_request(stub, prefetch={"procedures": value}), [PROCEDURES], FAST
+    )
     assert ids(resolved, "procedures") == ["p7"]
     assert resolved.origin["procedures"] == "fetched"
     assert len(stub.requests) == 1
@@ -254,8 +287,7 @@ def test_no_authorization_means_no_request_and_412_for_required(stub: StubFhirSe
     assert stub.requests == []
 
 
-def test_no_authorization_optional_key_is_unavailable_without_request(
-        stub: StubFhirServer) -> None:
+def test_no_authorization_optional_key_is_unavailable_without_request(stub: StubFhirServer) -> None:
     req = hook_request(stub, token=None, prefetch={"procedures": searchset([proc(1)])})
     resolved = resolve_prefetch(req, [PROCEDURES, OBS_OPTIONAL], FAST)
     assert resolved.origin["temperature"] == "unavailable"
@@ -264,8 +296,7 @@ def test_no_authorization_optional_key_is_unavailable_without_request(
     assert stub.requests == []
 
 
-def test_allow_unauthenticated_fetches_without_authorization_header(
-        stub: StubFhirServer) -> None:
+def test_allow_unauthenticated_fetches_without_authorization_header(stub: StubFhirServer) -> None:
     route_procedures(stub, [proc(1)])
     settings = FetchSettings(deadline_s=2.0, allow_unauthenticated=True)
     resolved = resolve_prefetch(hook_request(stub, token=None), [PROCEDURES], settings)
@@ -308,8 +339,7 @@ def test_page_cap_on_required_key_is_412(stub: StubFhirServer) -> None:
     assert len(stub.requests) == 2
 
 
-def test_page_cap_on_optional_key_keeps_what_came_and_marks_partial(
-        stub: StubFhirServer) -> None:
+def test_page_cap_on_optional_key_keeps_what_came_and_marks_partial(stub: StubFhirServer) -> None:
     route_three_pages(stub)
     optional = PrefetchTemplate("procedures", PROC_TEMPLATE, required=False)
     resolved = resolve_prefetch(hook_request(stub), [optional], FetchSettings(max_pages=2))
@@ -322,8 +352,9 @@ def test_page_cap_on_optional_key_keeps_what_came_and_marks_partial(
 def test_prefetched_bundle_with_next_link_is_followed_with_token(stub: StubFhirServer) -> None:
     stub.route("Procedure?pg=2", searchset([proc(3)]))
     first = searchset([proc(1), proc(2)], f"{stub.base_url}/Procedure?pg=2")
-    resolved = resolve_prefetch(hook_request(stub, prefetch={"procedures": first}),
-                                [PROCEDURES], FAST)
+    resolved = resolve_prefetch(
+        hook_request(stub, prefetch={"procedures": first}), [PROCEDURES], FAST
+    )
     assert ids(resolved, "procedures") == ["p1", "p2", "p3"]
     assert resolved.origin["procedures"] == "prefetch"
     [req] = stub.requests
@@ -346,19 +377,22 @@ def test_prefetched_next_link_without_token(stub: StubFhirServer) -> None:
 
 
 def test_prefetched_next_link_failure_on_optional_key_keeps_first_page(
-        stub: StubFhirServer) -> None:
+    stub: StubFhirServer,
+) -> None:
     stub.route("Procedure?pg=2", OUTCOME, status=500)
     first = searchset([proc(1)], f"{stub.base_url}/Procedure?pg=2")
     optional = PrefetchTemplate("procedures", PROC_TEMPLATE, required=False)
-    resolved = resolve_prefetch(hook_request(stub, prefetch={"procedures": first}),
-                                [optional], FAST)
+    resolved = resolve_prefetch(
+        hook_request(stub, prefetch={"procedures": first}), [optional], FAST
+    )
     assert ids(resolved, "procedures") == ["p1"]
     assert resolved.partial == frozenset({"procedures"})
     assert len(stub.requests) == 1
 
 
 def test_next_link_to_another_port_fails_and_sends_nothing_there(
-        stub: StubFhirServer, other: StubFhirServer) -> None:
+    stub: StubFhirServer, other: StubFhirServer
+) -> None:
     other.route("Procedure", searchset([proc(2)]))
     stub.route("Procedure", searchset([proc(1)], f"{other.base_url}/Procedure?pg=2"))
     with pytest.raises(PrefetchUnavailable):
@@ -383,16 +417,19 @@ def test_redirect_is_not_followed(stub: StubFhirServer, other: StubFhirServer) -
 
 def test_missing_keys_are_fetched_in_parallel(stub: StubFhirServer) -> None:
     stub.route("Procedure", searchset([proc(1)]), delay_s=0.3)
-    stub.route("Observation", searchset([{"resourceType": "Observation", "id": "o1"}]),
-               delay_s=0.3)
+    stub.route("Observation", searchset([{"resourceType": "Observation", "id": "o1"}]), delay_s=0.3)
     stub.route(f"Patient/{PATIENT_ID}", PATIENT, delay_s=0.3)
     started = time.monotonic()
-    resolved = resolve_prefetch(hook_request(stub), [PROCEDURES, OBS_OPTIONAL, PATIENT_READ],
-                                FetchSettings(deadline_s=2.0))
+    resolved = resolve_prefetch(
+        hook_request(stub), [PROCEDURES, OBS_OPTIONAL, PATIENT_READ], FetchSettings(deadline_s=2.0)
+    )
     elapsed = time.monotonic() - started
     assert elapsed < 0.75, f"3 x 0.3 s fetches took {elapsed:.2f} s: not parallel"
-    assert dict(resolved.origin) == {"procedures": "fetched", "temperature": "fetched",
-                                     "patient": "fetched"}
+    assert dict(resolved.origin) == {
+        "procedures": "fetched",
+        "temperature": "fetched",
+        "patient": "fetched",
+    }
     assert len(stub.requests) == 3
 
 
@@ -417,10 +454,10 @@ def test_deadline_on_optional_key_returns_promptly_as_unavailable(stub: StubFhir
 
 
 def test_one_deadline_covers_all_pages(stub: StubFhirServer) -> None:
-    stub.route("Procedure", searchset([proc(1)], f"{stub.base_url}/Procedure?pg=2"),
-               delay_s=0.25)
-    stub.route("Procedure?pg=2", searchset([proc(2)], f"{stub.base_url}/Procedure?pg=3"),
-               delay_s=0.25)
+    stub.route("Procedure", searchset([proc(1)], f"{stub.base_url}/Procedure?pg=2"), delay_s=0.25)
+    stub.route(
+        "Procedure?pg=2", searchset([proc(2)], f"{stub.base_url}/Procedure?pg=3"), delay_s=0.25
+    )
     stub.route("Procedure?pg=3", searchset([proc(3)]), delay_s=0.25)
     settings = FetchSettings(deadline_s=0.6, read_timeout_s=2.0)
     started = time.monotonic()
@@ -440,8 +477,12 @@ def test_fhir_server_errors_are_412_for_required(stub: StubFhirServer, status: i
 
 @pytest.mark.parametrize(
     "body",
-    [b"<html>login</html>", b'{"not": "fhir"}', b'{"resourceType": "OperationOutcome"}',
-     b'{"resourceType": "Patient", "id": "x"}'],
+    [
+        b"<html>login</html>",
+        b'{"not": "fhir"}',
+        b'{"resourceType": "OperationOutcome"}',
+        b'{"resourceType": "Patient", "id": "x"}',
+    ],
     ids=["html", "not-fhir", "operation-outcome", "search-returns-non-bundle"],
 )
 def test_bad_bodies_fail_required_and_optional_keys(stub: StubFhirServer, body: bytes) -> None:
@@ -456,8 +497,7 @@ def test_bad_bodies_fail_required_and_optional_keys(stub: StubFhirServer, body: 
 def test_oversized_response_fails(stub: StubFhirServer) -> None:
     route_procedures(stub, [proc(i) for i in range(200)], omit_length=True)
     with pytest.raises(PrefetchUnavailable):
-        resolve_prefetch(hook_request(stub), [PROCEDURES],
-                         FetchSettings(max_response_bytes=5_000))
+        resolve_prefetch(hook_request(stub), [PROCEDURES], FetchSettings(max_response_bytes=5_000))
 
 
 def test_optional_failure_does_not_fail_the_call(stub: StubFhirServer) -> None:
@@ -468,8 +508,9 @@ def test_optional_failure_does_not_fail_the_call(stub: StubFhirServer) -> None:
     assert resolved.unavailable == ("temperature",)
 
 
-def test_412_message_names_the_key_only(stub: StubFhirServer,
-                                        caplog: pytest.LogCaptureFixture) -> None:
+def test_412_message_names_the_key_only(
+    stub: StubFhirServer, caplog: pytest.LogCaptureFixture
+) -> None:
     stub.route("Procedure", OUTCOME, status=401)
     caplog.set_level(logging.DEBUG, logger="service")
     with pytest.raises(PrefetchUnavailable) as info:
@@ -484,7 +525,8 @@ def test_412_message_names_the_key_only(stub: StubFhirServer,
 
 
 def test_unfillable_template_is_412_for_required_and_unavailable_for_optional(
-        stub: StubFhirServer) -> None:
+    stub: StubFhirServer,
+) -> None:
     enc = PrefetchTemplate("encounter", "Encounter/{{context.encounterId}}", required=True)
     with pytest.raises(PrefetchUnavailable, match="'encounter'"):
         resolve_prefetch(hook_request(stub), [enc], FAST)
@@ -512,8 +554,12 @@ def test_token_expiry_caps_the_deadline(stub: StubFhirServer) -> None:
     received_at = time.monotonic() - 0.8  # the token (expires_in=1) has 0.2 s left
     started = time.monotonic()
     with pytest.raises(PrefetchUnavailable):
-        resolve_prefetch(hook_request(stub, expires_in=1), [PROCEDURES],
-                         FetchSettings(deadline_s=5.0), received_at=received_at)
+        resolve_prefetch(
+            hook_request(stub, expires_in=1),
+            [PROCEDURES],
+            FetchSettings(deadline_s=5.0),
+            received_at=received_at,
+        )
     assert time.monotonic() - started < 0.2 * 1.1 + 0.2
 
 
@@ -543,8 +589,9 @@ def test_page_size_appends_count_to_searches_only(stub: StubFhirServer) -> None:
     route_procedures(stub, [])
     stub.route("Observation", searchset([]))
     stub.route(f"Patient/{PATIENT_ID}", PATIENT)
-    with_count = PrefetchTemplate("obs", "Observation?patient={{context.patientId}}&_count=3",
-                                  required=True)
+    with_count = PrefetchTemplate(
+        "obs", "Observation?patient={{context.patientId}}&_count=3", required=True
+    )
     bare = PrefetchTemplate("all", "Observation", required=True)
     settings = FetchSettings(page_size=50)
     resolve_prefetch(hook_request(stub), [PROCEDURES, with_count, PATIENT_READ, bare], settings)

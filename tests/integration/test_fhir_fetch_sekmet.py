@@ -35,7 +35,8 @@ TEMPLATES = [
     PrefetchTemplate("patient", "Patient/{{context.patientId}}", required=True),
     PrefetchTemplate("procedures", "Procedure?patient={{context.patientId}}", required=True),
     PrefetchTemplate(
-        "temperature", f"Observation?patient={{{{context.patientId}}}}&code={LOINC}|8310-5",
+        "temperature",
+        f"Observation?patient={{{{context.patientId}}}}&code={LOINC}|8310-5",
         required=True,
     ),
     PrefetchTemplate("conditions", "Condition?patient={{context.patientId}}", required=False),
@@ -50,59 +51,103 @@ def _put(resource: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _observation(oid: str, code: str, display: str, value: float, unit: str,
-                 when: str) -> dict[str, Any]:
+def _observation(
+    oid: str, code: str, display: str, value: float, unit: str, when: str
+) -> dict[str, Any]:
     return {
-        "resourceType": "Observation", "id": oid, "status": "final",
-        "category": [{"coding": [{
-            "system": "http://terminology.hl7.org/CodeSystem/observation-category",
-            "code": "vital-signs"}]}],
+        "resourceType": "Observation",
+        "id": oid,
+        "status": "final",
+        "category": [
+            {
+                "coding": [
+                    {
+                        "system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                        "code": "vital-signs",
+                    }
+                ]
+            }
+        ],
         "code": {"coding": [{"system": LOINC, "code": code, "display": display}]},
         "subject": {"reference": f"Patient/{PATIENT_ID}"},
         "effectiveDateTime": when,
-        "valueQuantity": {"value": value, "unit": unit, "system": "http://unitsofmeasure.org",
-                          "code": unit},
+        "valueQuantity": {
+            "value": value,
+            "unit": unit,
+            "system": "http://unitsofmeasure.org",
+            "code": unit,
+        },
     }
 
 
 def fixture_bundle() -> dict[str, Any]:
     """Patient + 12 Procedures + temperature and heart-rate Observations + Conditions."""
     resources: list[dict[str, Any]] = [
-        {"resourceType": "Patient", "id": PATIENT_ID, "gender": "female",
-         "birthDate": "1990-04-02", "name": [{"family": "Testpatient", "given": ["Epi"]}]},
-        {"resourceType": "Patient", "id": OTHER_PATIENT_ID, "gender": "male",
-         "birthDate": "1970-01-01"},
-        {"resourceType": "Procedure", "id": "epi-proc-other", "status": "completed",
-         "code": {"coding": [{"system": SNOMED, "code": "18946005"}]},
-         "subject": {"reference": f"Patient/{OTHER_PATIENT_ID}"},
-         "performedDateTime": "2026-02-01T08:00:00Z"},
+        {
+            "resourceType": "Patient",
+            "id": PATIENT_ID,
+            "gender": "female",
+            "birthDate": "1990-04-02",
+            "name": [{"family": "Testpatient", "given": ["Epi"]}],
+        },
+        {
+            "resourceType": "Patient",
+            "id": OTHER_PATIENT_ID,
+            "gender": "male",
+            "birthDate": "1970-01-01",
+        },
+        {
+            "resourceType": "Procedure",
+            "id": "epi-proc-other",
+            "status": "completed",
+            "code": {"coding": [{"system": SNOMED, "code": "18946005"}]},
+            "subject": {"reference": f"Patient/{OTHER_PATIENT_ID}"},
+            "performedDateTime": "2026-02-01T08:00:00Z",
+        },
     ]
     for i, pid in enumerate(PROCEDURE_IDS, start=1):
-        resources.append({
-            "resourceType": "Procedure", "id": pid,
-            "status": "completed" if i % 3 else "in-progress",
-            "code": {"coding": [{"system": SNOMED, "code": "18946005",
-                                 "display": "Epidural anesthesia"}]},
-            "subject": {"reference": f"Patient/{PATIENT_ID}"},
-            "performedDateTime": f"2026-01-{i:02d}T10:00:00Z",
-        })
+        resources.append(
+            {
+                "resourceType": "Procedure",
+                "id": pid,
+                "status": "completed" if i % 3 else "in-progress",
+                "code": {
+                    "coding": [
+                        {"system": SNOMED, "code": "18946005", "display": "Epidural anesthesia"}
+                    ]
+                },
+                "subject": {"reference": f"Patient/{PATIENT_ID}"},
+                "performedDateTime": f"2026-01-{i:02d}T10:00:00Z",
+            }
+        )
     for i, oid in enumerate(TEMPERATURE_IDS, start=1):
-        resources.append(_observation(oid, "8310-5", "Body temperature", 37.0 + i / 2, "Cel",
-                                      f"2026-01-1{i}T12:00:00Z"))
+        resources.append(
+            _observation(
+                oid, "8310-5", "Body temperature", 37.0 + i / 2, "Cel", f"2026-01-1{i}T12:00:00Z"
+            )
+        )
     for i, oid in enumerate(HEART_RATE_IDS, start=1):
-        resources.append(_observation(oid, "8867-4", "Heart rate", 80.0 + i, "/min",
-                                      f"2026-01-1{i}T12:00:00Z"))
+        resources.append(
+            _observation(oid, "8867-4", "Heart rate", 80.0 + i, "/min", f"2026-01-1{i}T12:00:00Z")
+        )
     for cid, code in zip(CONDITION_IDS, ["267038008", "161891005"], strict=True):
-        resources.append({
-            "resourceType": "Condition", "id": cid,
-            "clinicalStatus": {"coding": [{
-                "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
-                "code": "active"}]},
-            "code": {"coding": [{"system": SNOMED, "code": code}]},
-            "subject": {"reference": f"Patient/{PATIENT_ID}"},
-        })
-    return {"resourceType": "Bundle", "type": "transaction",
-            "entry": [_put(r) for r in resources]}
+        resources.append(
+            {
+                "resourceType": "Condition",
+                "id": cid,
+                "clinicalStatus": {
+                    "coding": [
+                        {
+                            "system": "http://terminology.hl7.org/CodeSystem/condition-clinical",
+                            "code": "active",
+                        }
+                    ]
+                },
+                "code": {"coding": [{"system": SNOMED, "code": code}]},
+                "subject": {"reference": f"Patient/{PATIENT_ID}"},
+            }
+        )
+    return {"resourceType": "Bundle", "type": "transaction", "entry": [_put(r) for r in resources]}
 
 
 def hook_request(server: SekmetServer, token: str) -> dict[str, Any]:
@@ -111,10 +156,14 @@ def hook_request(server: SekmetServer, token: str) -> dict[str, Any]:
         "hook": "patient-view",
         "hookInstance": "8d4b9f38-2f45-4d2c-a6c4-0f7e0f3f8a11",
         "fhirServer": server.base_url,
-        "fhirAuthorization": {"access_token": token, "token_type": "Bearer", "expires_in": 300,
-                              "scope": "user/Patient.read user/Procedure.read "
-                                       "user/Observation.read user/Condition.read",
-                              "subject": "epidural-cds"},
+        "fhirAuthorization": {
+            "access_token": token,
+            "token_type": "Bearer",
+            "expires_in": 300,
+            "scope": "user/Patient.read user/Procedure.read "
+            "user/Observation.read user/Condition.read",
+            "subject": "epidural-cds",
+        },
         "context": {"userId": "Practitioner/example", "patientId": PATIENT_ID},
     }
 
@@ -136,8 +185,7 @@ def loaded_with_token(fhir_server_requiring_token: SekmetServer) -> SekmetServer
 
 
 # Generous deadline: these tests are about completeness, not latency on a loaded CI machine.
-SETTINGS = FetchSettings(page_size=5, deadline_s=20.0, read_timeout_s=10.0,
-                         connect_timeout_s=5.0)
+SETTINGS = FetchSettings(page_size=5, deadline_s=20.0, read_timeout_s=10.0, connect_timeout_s=5.0)
 
 
 def test_server_really_pages_at_page_size_5(loaded: SekmetServer) -> None:
@@ -154,8 +202,12 @@ def test_all_data_arrives_only_after_following_next_pages(loaded: SekmetServer) 
     assert ids(resolved, "procedures") == set(PROCEDURE_IDS)  # 12 = pages of 5 + 5 + 2
     assert len(resolved.resources["procedures"]) == 12  # no duplicates across pages
     assert ids(resolved, "conditions") == set(CONDITION_IDS)
-    assert dict(resolved.origin) == {"patient": "fetched", "procedures": "fetched",
-                                     "temperature": "fetched", "conditions": "fetched"}
+    assert dict(resolved.origin) == {
+        "patient": "fetched",
+        "procedures": "fetched",
+        "temperature": "fetched",
+        "conditions": "fetched",
+    }
     assert resolved.partial == frozenset() and resolved.unavailable == ()
 
 
@@ -163,8 +215,7 @@ def test_code_filter_returns_only_temperature_observations(loaded: SekmetServer)
     settings = FetchSettings(page_size=2, deadline_s=20.0, read_timeout_s=10.0)
     resolved = resolve_prefetch(hook_request(loaded, "fake-token-123"), TEMPLATES, settings)
     assert ids(resolved, "temperature") == set(TEMPERATURE_IDS)  # 2 pages of 2 + 1
-    codes = {c["code"] for r in resolved.resources["temperature"]
-             for c in r["code"]["coding"]}
+    codes = {c["code"] for r in resolved.resources["temperature"] for c in r["code"]["coding"]}
     assert codes == {"8310-5"}
     # And it really was paged: one page of 2 leaves the optional key partial.
     one_page = FetchSettings(page_size=2, max_pages=1, deadline_s=20.0, read_timeout_s=10.0)

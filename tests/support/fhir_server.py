@@ -76,11 +76,19 @@ def ensure_sekmet_venv(venv_dir: Path | None = None) -> Path:
                 return exe
             python = shutil.which("python3") or sys.executable
             if not (venv / "bin" / "python").exists():
-                subprocess.run([python, "-m", "venv", str(venv)], check=True,
-                               timeout=INSTALL_TIMEOUT_S)
+                subprocess.run(
+                    [python, "-m", "venv", str(venv)], check=True, timeout=INSTALL_TIMEOUT_S
+                )
             subprocess.run(
-                [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
-                 "--disable-pip-version-check", f"sekmet-fhir=={SEKMET_VERSION}"],
+                [
+                    str(venv / "bin" / "python"),
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    f"sekmet-fhir=={SEKMET_VERSION}",
+                ],
                 check=True,
                 timeout=INSTALL_TIMEOUT_S,
             )
@@ -104,8 +112,13 @@ class SekmetServer:
     server startup took, so slow CI can be diagnosed from test output.
     """
 
-    def __init__(self, *, startup_timeout_s: float = STARTUP_TIMEOUT_S,
-                 venv_dir: Path | None = None, bearer_token: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        startup_timeout_s: float = STARTUP_TIMEOUT_S,
+        venv_dir: Path | None = None,
+        bearer_token: str | None = None,
+    ) -> None:
         self._startup_timeout_s = startup_timeout_s
         self._bearer_token = bearer_token
         self._venv_dir = venv_dir
@@ -132,8 +145,12 @@ class SekmetServer:
         self.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     def start(self) -> None:
@@ -156,15 +173,26 @@ class SekmetServer:
             "  enabled: false",
         ]
         if self._bearer_token is not None:
-            lines += ["server_auth:", "  types: [bearer]",
-                      f"  tokens: [{json.dumps(self._bearer_token)}]"]
+            lines += [
+                "server_auth:",
+                "  types: [bearer]",
+                f"  tokens: [{json.dumps(self._bearer_token)}]",
+            ]
         settings.write_text("\n".join(lines) + "\n")
         self._log_path = run_dir / "sekmet.log"
         t1 = time.monotonic()
         with self._log_path.open("wb") as log:
             self._proc = subprocess.Popen(
-                [str(exe), "serve", "--config", str(settings), "--host", "127.0.0.1",
-                 "--port", str(self.port)],
+                [
+                    str(exe),
+                    "serve",
+                    "--config",
+                    str(settings),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                ],
                 cwd=run_dir,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -219,8 +247,13 @@ class SekmetServer:
             self._tmp.cleanup()
             self._tmp = None
 
-    def request(self, method: str, path: str, body: dict[str, Any] | None = None,
-                headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any] | None]:
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, Any] | None]:
         """Send one request (``path`` relative to base_url); return status and parsed JSON."""
         data = json.dumps(body).encode() if body is not None else None
         hdrs = {"Accept": "application/fhir+json"}
@@ -298,8 +331,9 @@ class StubFhirServer:
         self._requests: list[RecordedRequest] = []
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,),
-                                        daemon=True, name="stub-fhir")
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, args=(0.02,), daemon=True, name="stub-fhir"
+        )
         self.port: int = self._httpd.server_address[1]
 
     @property
@@ -318,20 +352,30 @@ class StubFhirServer:
         with self._lock:
             return list(self._requests)
 
-    def route(self, path: str, body: dict[str, Any] | bytes | None = None, *, status: int = 200,
-              headers: dict[str, str] | None = None, delay_s: float = 0.0,
-              omit_length: bool = False) -> None:
+    def route(
+        self,
+        path: str,
+        body: dict[str, Any] | bytes | None = None,
+        *,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        delay_s: float = 0.0,
+        omit_length: bool = False,
+    ) -> None:
         """Answer ``GET path`` (relative to base_url unless it starts with ``/``)."""
         full = path if path.startswith("/") else f"/fhir/{path}"
-        self._routes[full] = CannedResponse(status, body, dict(headers or {}), delay_s,
-                                            omit_length)
+        self._routes[full] = CannedResponse(status, body, dict(headers or {}), delay_s, omit_length)
 
     def __enter__(self) -> StubFhirServer:
         self._thread.start()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
 
@@ -342,18 +386,29 @@ class StubFhirServer:
             def do_GET(self) -> None:
                 path, _, query = self.path.partition("?")
                 with stub._lock:
-                    stub._requests.append(RecordedRequest(
-                        "GET", path, query, {k.lower(): v for k, v in self.headers.items()}))
+                    stub._requests.append(
+                        RecordedRequest(
+                            "GET", path, query, {k.lower(): v for k, v in self.headers.items()}
+                        )
+                    )
                 canned = stub._routes.get(self.path) or stub._routes.get(path)
                 if canned is None:
-                    canned = CannedResponse(404, {
-                        "resourceType": "OperationOutcome",
-                        "issue": [{"severity": "error", "code": "not-found"}],
-                    })
+                    canned = CannedResponse(
+                        404,
+                        {
+                            "resourceType": "OperationOutcome",
+                            "issue": [{"severity": "error", "code": "not-found"}],
+                        },
+                    )
                 if canned.delay_s:
                     time.sleep(canned.delay_s)
-                raw = (canned.body if isinstance(canned.body, bytes)
-                       else json.dumps(canned.body).encode() if canned.body is not None else b"")
+                raw = (
+                    canned.body
+                    if isinstance(canned.body, bytes)
+                    else json.dumps(canned.body).encode()
+                    if canned.body is not None
+                    else b""
+                )
                 try:
                     self.send_response(canned.status)
                     self.send_header("Content-Type", "application/fhir+json")
