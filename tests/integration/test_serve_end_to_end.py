@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from service.fhir.timeshift import shift_times
 from tests.integration.conftest import SEKMET_TOKEN
 from tests.support.fhir_server import SekmetServer
-from service.fhir.timeshift import shift_times
 
 pytestmark = pytest.mark.integration
 
