@@ -35,6 +35,8 @@ class RenderContext:
     user_id: str | None
     encounter_id: str | None
     now: datetime
+    incomplete_data: tuple[str, ...] = ()
+    """Prefetch keys whose data could not be obtained in full; the cards say so."""
     new_id: Callable[[], str] = lambda: str(uuid.uuid4())
 
 
@@ -215,6 +217,9 @@ class _Detail:
         )
         if partial or not episode.time_known:
             out.append(f"_{self.w.partial_time_note}_")
+        if self.ctx.incomplete_data:
+            keys = ", ".join(self.ctx.incomplete_data)
+            out.append(f"_{self.p['incomplete_data'].format(keys=keys)}_")
         out.append(f"_{self.w.disclaimer}_")
         return "\n".join(out).strip()
 

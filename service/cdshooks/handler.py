@@ -136,6 +136,7 @@ class HookHandler:
             user_id=context.get("userId"),
             encounter_id=context.get("encounterId"),
             now=now or datetime.now(UTC),
+            incomplete_data=tuple(sorted({*resolved.unavailable, *resolved.partial})),
         )
         cards = engine.evaluate(record, self.content, ctx)
         return HookOutcome(
