@@ -81,7 +81,9 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     settings = _settings(config)
     content = content_module.load(settings.content_dir)
     app = Flask("epidural_cds")
-    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    # One byte of headroom: a streamed (chunked) body is cut at this length by Werkzeug, so a
+    # body longer than the limit shows up as limit + 1 bytes and is refused with 413 below.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.json.sort_keys = False  # type: ignore[attr-defined]
     discovery_body = json.dumps(discovery.document(content), separators=(",", ":")).encode()
     app.extensions[EXTENSION_KEY] = ServiceState(
@@ -116,9 +118,12 @@ def _register_routes(app: Flask) -> None:
             raise PayloadTooLarge(
                 f"the request body is larger than {current.settings.max_body_bytes} bytes"
             )
-        outcome = current.handler.handle(
-            service_id, request.get_data(cache=False), received_at=started
-        )
+        body = request.get_data(cache=False)
+        if len(body) > current.settings.max_body_bytes:
+            raise PayloadTooLarge(
+                f"the request body is larger than {current.settings.max_body_bytes} bytes"
+            )
+        outcome = current.handler.handle(service_id, body, received_at=started)
         log.info(
             "hook %s service=%s cards=%s origins=%s in %.1f ms",
             outcome.hook_instance,

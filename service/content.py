@@ -61,7 +61,11 @@ PATTERNS = {
     "warning": ("fever_after_epidural", "persisting_symptoms"),
     "info": ("catheter_monitoring",),
 }
-LABELLED_FINDINGS = (*clinical_findings.FINDING_CONCEPTS, "pain_score")
+LABELLED_FINDINGS = (
+    *clinical_findings.FINDING_CONCEPTS,
+    clinical_findings.INFECTION_MARKER,
+    "pain_score",
+)
 
 
 @dataclass(frozen=True)

@@ -58,9 +58,12 @@ def fetch_settings(settings: Settings) -> FetchSettings:
 def parse_json(body: bytes) -> Any:
     """Decode a JSON body; anything unreadable is a 400."""
     try:
-        return json.loads(body)
+        # RFC 8259 requires UTF-8; json.loads would also guess UTF-16/32, which we refuse.
+        text = body.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise InvalidRequest("the request body is not UTF-8 encoded JSON") from None
+    try:
+        return json.loads(text)
     except RecursionError:
         raise InvalidRequest("the request body is nested too deeply") from None
     except json.JSONDecodeError as exc:

@@ -1,0 +1,246 @@
+"""Fixtures and helpers for the CDS Hooks protocol and scenario tests.
+
+Hook requests are built the way a CDS client would build them: the prefetch templates the app
+advertises are rendered for the example's patient and answered from the example's bundle with
+:func:`service.fhir.local_search.build_prefetch` (the same local FHIR search the CLI uses), so a
+change to a template changes what the service receives.
+
+The HTTP route evaluates at wall-clock time. Scenario tests therefore either call
+``handler.handle(..., now=scenario_now)`` directly, or move the whole record to the present with
+:func:`shift_times` before posting it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from service.app import EXTENSION_KEY, ServiceState, create_app
+from service.fhir.local_search import build_prefetch, bundle_resources
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "fhir_examples"
+EXAMPLE_DIRS = sorted(p for p in EXAMPLES.iterdir() if p.is_dir()) if EXAMPLES.is_dir() else []
+PATIENT_TOKEN = "{{context.patientId}}"
+USER_ID = "Practitioner/protocol-test-user"
+JSON = "application/json"
+FHIR_JSON = "application/fhir+json"
+
+
+# -- example files --------------------------------------------------------------------------------
+
+
+def load_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def load_scenario(example_dir: Path) -> dict[str, Any]:
+    scenario: dict[str, Any] = load_json(example_dir / "scenario.json")
+    return scenario
+
+
+def load_bundle(example_dir: Path) -> dict[str, Any]:
+    bundle: dict[str, Any] = load_json(example_dir / "bundle.json")
+    return bundle
+
+
+def scenario_now(example_dir: Path) -> datetime:
+    now = datetime.fromisoformat(load_scenario(example_dir)["now"])
+    assert now.tzinfo is not None, f"{example_dir.name}: scenario 'now' needs an offset"
+    return now
+
+
+def delta_to_present(example_dir: Path, present: datetime | None = None) -> timedelta:
+    """Whole seconds from the scenario's ``now`` to the present, rounded down so that nothing
+    shifted ends up after the wall-clock time the service reads a moment later."""
+    present = present or datetime.now(UTC)
+    seconds = (present - scenario_now(example_dir)).total_seconds()
+    return timedelta(seconds=math.floor(seconds))
+
+
+# -- hook requests --------------------------------------------------------------------------------
+
+
+def service_state(app: Flask) -> ServiceState:
+    found: ServiceState = app.extensions[EXTENSION_KEY]
+    return found
+
+
+def rendered_queries(app: Flask, patient_id: str) -> dict[str, str]:
+    """The app's prefetch templates with ``{{context.patientId}}`` filled in, as an EHR would."""
+    service = service_state(app).content.services[0]
+    return {spec.key: spec.query.replace(PATIENT_TOKEN, patient_id) for spec in service.prefetch}
+
+
+def make_request(
+    app: Flask,
+    example_dir: Path,
+    with_prefetch: bool = True,
+    *,
+    bundle: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A valid patient-view hook request for ``example_dir`` (optionally with a changed bundle)."""
+    scenario = load_scenario(example_dir)
+    patient_id = scenario["patientId"]
+    body: dict[str, Any] = {
+        "hook": "patient-view",
+        "hookInstance": str(uuid.uuid4()),
+        "context": {"userId": USER_ID, "patientId": patient_id},
+    }
+    if with_prefetch:
+        resources = bundle_resources(bundle if bundle is not None else load_bundle(example_dir))
+        body["prefetch"] = build_prefetch(resources, rendered_queries(app, patient_id))
+    return body
+
+
+def service_id(app: Flask) -> str:
+    return service_state(app).content.services[0].id
+
+
+def service_url(app: Flask) -> str:
+    return f"/cds-services/{service_id(app)}"
+
+
+def encode(body: Any) -> bytes:
+    return json.dumps(body).encode("utf-8")
+
+
+# -- a FHIR server that records what it is asked ------------------------------------------------
+
+
+class RecordingFhirServer:
+    """A real HTTP server on 127.0.0.1 that answers every GET under ``/fhir/`` with an empty
+    searchset Bundle (or 404 for a read) and records ``(path?query, Authorization)``. Tests use it
+    to prove whether the service went to ``fhirServer`` at all."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str | None]] = []
+        recorded = self.requests
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                recorded.append((self.path, self.headers.get("Authorization")))
+                path = self.path.partition("?")[0].removeprefix("/fhir/")
+                if "/" in path:  # a read: nothing is stored here
+                    status = 404
+                    body: dict[str, Any] = {
+                        "resourceType": "OperationOutcome",
+                        "issue": [{"severity": "error", "code": "not-found"}],
+                    }
+                else:
+                    status = 200
+                    body = {"resourceType": "Bundle", "type": "searchset", "total": 0}
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/fhir+json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,), daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}/fhir"
+
+    def __enter__(self) -> RecordingFhirServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def authorization(patient_id: str, token: str = "protocol-test-token") -> dict[str, Any]:
+    """A well-formed ``fhirAuthorization`` object."""
+    return {
+        "access_token": token,
+        "token_type": "Bearer",
+        "expires_in": 300,
+        "scope": "patient/*.read",
+        "subject": "epidural-cds",
+        "patient": patient_id,
+    }
+
+
+# -- fixtures -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def app() -> Flask:
+    """The app with the content shipped in ``cards/`` and default settings."""
+    return create_app({})
+
+
+@pytest.fixture
+def client(app: Flask) -> Iterator[FlaskClient]:
+    with app.test_client() as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def build_request(app: Flask) -> Callable[..., dict[str, Any]]:
+    """``build_request(example_dir, with_prefetch=True, *, bundle=None)`` for the default app."""
+
+    def build(
+        example_dir: Path, with_prefetch: bool = True, *, bundle: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        return make_request(app, example_dir, with_prefetch, bundle=bundle)
+
+    return build
+
+
+@pytest.fixture
+def fhir_server() -> Iterator[RecordingFhirServer]:
+    with RecordingFhirServer() as server:
+        yield server
+
+
+# -- shared assertions ----------------------------------------------------------------------------
+
+
+def find_empty(value: Any, path: str = "$") -> list[str]:
+    """JSON paths of null, "", [] or {} anywhere in ``value`` (CDS Hooks 2.0 §Use of JSON)."""
+    if value is None or value == "" or value == [] or value == {}:
+        return [path]
+    found: list[str] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += find_empty(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += find_empty(item, f"{path}[{index}]")
+    return found
+
+
+def assert_operation_outcome(response: Any, status: int) -> dict[str, Any]:
+    """``response`` has ``status`` and a FHIR OperationOutcome body without internals."""
+    text = response.get_data(as_text=True)
+    assert response.status_code == status, text
+    assert response.mimetype == FHIR_JSON
+    body: dict[str, Any] = json.loads(text)
+    assert body["resourceType"] == "OperationOutcome"
+    issue = body["issue"][0]
+    assert issue["severity"] in ("error", "fatal")
+    assert isinstance(issue["code"], str) and issue["code"]
+    assert isinstance(issue["diagnostics"], str) and issue["diagnostics"].strip()
+    assert "Traceback" not in text
+    assert 'File "' not in text
+    assert find_empty(body) == []
+    return body
