@@ -58,7 +58,7 @@ PATTERNS = {
         "abscess",
         "recorded_diagnosis",
     ),
-    "warning": ("fever_after_epidural", "persisting_symptoms"),
+    "warning": ("fever_after_epidural", "dense_block_infusion", "persisting_symptoms"),
     "info": ("catheter_monitoring",),
 }
 LABELLED_FINDINGS = (

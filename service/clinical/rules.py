@@ -218,6 +218,29 @@ def possible_abscess(
     return [_match("fever_after_epidural", "R-02", model.WARNING, episode, infection)]
 
 
+def dense_block_during_infusion(
+    episode: Episode, findings: Findings, settings: ClinicalSettings, now: datetime
+) -> list[Match]:
+    """R-05 infusion variant: leg weakness while an epidural infusion is still running.
+
+    When a catheter is in place with its infusion running (so no block end is expected yet) and
+    new leg weakness is recorded, then raise a warning: the anaesthetist should review now and
+    stop or reduce the infusion; weakness that persists 4 h after stopping is a red flag (R-01).
+    """
+    if episode.procedure_class != model.CATHETER or episode.block_ends is not None:
+        return []
+    s = _Scope(episode, settings, now)
+    weak = s.select(
+        findings.of(*WEAKNESS),
+        after_block=False,
+        length=settings.hematoma_window,
+        from_reference=True,
+    )
+    if not weak:
+        return []
+    return [_match("dense_block_infusion", "R-05", model.WARNING, episode, weak)]
+
+
 def persisting_symptoms(
     episode: Episode, findings: Findings, settings: ClinicalSettings, now: datetime
 ) -> list[Match]:
@@ -297,5 +320,6 @@ def evaluate(chart: Chart, settings: ClinicalSettings) -> list[Match]:
         matches += red_flags(episode, chart.findings, settings, chart.now)
         matches += possible_abscess(episode, chart.findings, settings, chart.now)
         matches += persisting_symptoms(episode, chart.findings, settings, chart.now)
+        matches += dense_block_during_infusion(episode, chart.findings, settings, chart.now)
         matches += catheter_monitoring(episode, chart.medications, settings, chart.now)
     return matches
