@@ -37,6 +37,7 @@ REQUIRED_CONCEPTS = (
     "corticosteroid",
     "local_anaesthetic",
     "antithrombotic",
+    "warfarin",
     "laterality_left",
     "laterality_right",
     "laterality_bilateral",

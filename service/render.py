@@ -57,7 +57,7 @@ def format_time(when: When | None, unknown: str) -> str:
     if when is None:
         return unknown
     if when.partial:
-        if when.earliest.year < 1900:
+        if not when.recorded:
             return unknown
         return f"{when.earliest:%Y-%m-%d} to {when.latest:%Y-%m-%d}"
     stamp = when.earliest
@@ -79,7 +79,7 @@ class _Detail:
         return format_time(value, self.p["time_unknown"])
 
     def relative(self, finding_time: When, episode: Episode) -> list[str]:
-        if finding_time.earliest.year < 1900 or not episode.time_known:
+        if not finding_time.recorded or not episode.time_known:
             return []
         at = finding_time.earliest
         out = []

@@ -121,7 +121,7 @@ def episode_from(
     if punctured is None:
         if status == "stopped":
             return None
-        punctured = When(datetime.min.replace(tzinfo=now.tzinfo), now)
+        punctured = When.unknown(now)
     if punctured.earliest > now:
         return None  # planned, not yet done
 
@@ -144,10 +144,10 @@ def episode_from(
     if klass == model.CATHETER:
         anchor = last_la or removed or punctured
         block_ends = (
-            None if (running and in_situ) else anchor.latest + settings.expected_block[klass]
+            None if (running and in_situ) else anchor.earliest + settings.expected_block[klass]
         )
     else:
-        block_ends = punctured.latest + settings.expected_block[klass]
+        block_ends = punctured.earliest + settings.expected_block[klass]
 
     return Episode(
         source=fields.ref_of(resource),

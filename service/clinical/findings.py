@@ -93,7 +93,7 @@ def _onset(
     when = fields.first_time(resource, *fallback_fields)
     if when is None:
         # No usable time: assume it may fall anywhere up to now (safety note 1) and say so.
-        return When(datetime.min.replace(tzinfo=now.tzinfo), now), False
+        return When.unknown(now), False
     return when, True
 
 
@@ -262,13 +262,14 @@ def from_observation(
             texts.append(resource["valueString"])
         found = _text_findings(texts, lexicon)
     site = _body_site_laterality(resource, lexicon)
+    text_side = lexicon.text.laterality_of(" ".join(fields.concept_texts(code)))
     return [
         Finding(
             concept=concept,
             when=when,
             source=ref,
             label=label,
-            laterality=_combine(implied, site),
+            laterality=_combine(implied, site, text_side),
             from_text=from_text,
             time_known=known,
         )

@@ -18,9 +18,11 @@ from service.clinical.model import MedicationEvent, ResourceRef
 LOCAL_ANAESTHETIC = "local_anaesthetic"
 CORTICOSTEROID = "corticosteroid"
 ANTITHROMBOTIC = "antithrombotic"
-_CLASSES = (LOCAL_ANAESTHETIC, CORTICOSTEROID, ANTITHROMBOTIC)
+WARFARIN = "warfarin"
+_CLASSES = (LOCAL_ANAESTHETIC, CORTICOSTEROID, ANTITHROMBOTIC, WARFARIN)
 
-_EXCLUDED_ADMIN = {"entered-in-error", "not-done", "stopped"}
+# "stopped" administrations were partly given, so they still count (with their end time).
+_EXCLUDED_ADMIN = {"entered-in-error", "not-done"}
 _EXCLUDED_ORDER = {"entered-in-error", "cancelled", "draft"}
 
 
@@ -47,6 +49,10 @@ def _classes(concept: Any, name: str, lexicon: Lexicon) -> frozenset[str]:
     if lexicon.text.mentions_any(texts, lexicon.corticosteroid_names):
         found.add(CORTICOSTEROID)
     if lexicon.text.mentions_any(texts, lexicon.antithrombotic_names):
+        found.add(ANTITHROMBOTIC)
+    if lexicon.text.mentions_any(texts, (WARFARIN,)):
+        found.add(WARFARIN)
+    if WARFARIN in found:
         found.add(ANTITHROMBOTIC)
     return frozenset(found)
 

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 
 from service.clinical import model
 from service.clinical.findings import INFECTION_MARKER, Findings
-from service.clinical.medications import ANTITHROMBOTIC
+from service.clinical.medications import WARFARIN
 from service.clinical.model import Episode, Finding, Match, MedicationEvent
 from service.clinical.settings import ClinicalSettings
 
@@ -298,10 +298,7 @@ def catheter_monitoring(
     if episode.removed is None:
         return []
     on_warfarin = any(
-        ANTITHROMBOTIC in m.classes
-        and "warfarin" in m.name.lower()
-        and (m.in_progress or m.administered)
-        for m in medications
+        WARFARIN in m.classes and (m.in_progress or m.administered) for m in medications
     )
     window = (
         settings.monitoring_after_removal_warfarin

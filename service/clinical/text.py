@@ -13,15 +13,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+# Words, plus commas as tokens of their own so a comma can end a negation's scope.
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|,")
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"})
 _SENTENCE_BREAK = re.compile(r"[.;:!?\n]+")
 
 Phrase = tuple[str, ...]
 
 
 def words(text: str) -> list[str]:
-    """Lower-case words of ``text``; typographic apostrophes (U+2019) are folded to ASCII."""
-    return _WORD.findall(text.lower().replace("\u2019", "'"))
+    """Lower-case words (and commas) of ``text``; typographic apostrophes are folded to ASCII."""
+    return _WORD.findall(text.lower().translate(_APOSTROPHES))
 
 
 def _phrases(raw: Iterable[Iterable[str]]) -> tuple[Phrase, ...]:
@@ -165,8 +167,10 @@ class TextMatcher:
                 return True
         after_end = min(len(tokens), span.end + self.post_scope_words)
         for cue in _find(tokens, (("cue", c) for c in self.post_cues)):
-            if span.end <= cue.start and cue.end <= after_end:
-                if any(i in covered for i in range(cue.start, cue.end)):
-                    continue
+            if not (span.end <= cue.start and cue.end <= after_end):
+                continue
+            if any(i in covered for i in range(cue.start, cue.end)):
+                continue
+            if not any(w in self.terminators for w in tokens[span.end : cue.start]):
                 return True
         return False

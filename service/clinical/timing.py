@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 _PARTIAL = re.compile(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?$")
+# Stands for "no time recorded": far enough back to open every window, yet safe to subtract from.
+UNKNOWN_START = datetime(1900, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, order=True)
@@ -27,6 +29,16 @@ class When:
     def at(cls, instant: datetime) -> When:
         """An exact instant."""
         return cls(instant, instant)
+
+    @classmethod
+    def unknown(cls, until: datetime) -> When:
+        """A time that was not recorded: any moment up to ``until`` (safety note 1)."""
+        return cls(UNKNOWN_START, until)
+
+    @property
+    def recorded(self) -> bool:
+        """Whether any time was recorded at all."""
+        return self.earliest != UNKNOWN_START
 
     @property
     def partial(self) -> bool:
