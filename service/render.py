@@ -19,7 +19,7 @@ from service.clinical import model
 from service.clinical.answer import CardPlan
 from service.clinical.medications import ANTITHROMBOTIC
 from service.clinical.model import Episode, Finding, MedicationEvent
-from service.clinical.timing import When, hours_between
+from service.clinical.timing import When, format_delta, hours_between
 from service.content import ActionTemplate, Content, SuggestionTemplate
 
 _REQUESTER_TYPES = ("Practitioner/", "PractitionerRole/")
@@ -38,18 +38,6 @@ class RenderContext:
     incomplete_data: tuple[str, ...] = ()
     """Prefetch keys whose data could not be obtained in full; the cards say so."""
     new_id: Callable[[], str] = lambda: str(uuid.uuid4())
-
-
-def format_delta(hours: float) -> str:
-    """A duration for clinicians: "<1 h", "1.5 h", "20 h", "3 d"."""
-    hours = abs(hours)
-    if hours < 1:
-        return "<1 h"
-    if hours < 10:
-        return f"{round(hours, 1):g} h"
-    if hours < 48:
-        return f"{round(hours):d} h"
-    return f"{round(hours / 24, 1):g} d"
 
 
 def format_time(when: When | None, unknown: str) -> str:

@@ -17,3 +17,5 @@ class Lexicon:
     local_anaesthetic_names: tuple[str, ...]
     corticosteroid_names: tuple[str, ...]
     antithrombotic_names: tuple[str, ...]
+    insulin_names: tuple[str, ...] = ("insulin",)
+    thrombolytic_names: tuple[str, ...] = ()

@@ -7,6 +7,7 @@ RxNorm code and, because orders often carry SCD codes or only text, by ingredien
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +20,12 @@ LOCAL_ANAESTHETIC = "local_anaesthetic"
 CORTICOSTEROID = "corticosteroid"
 ANTITHROMBOTIC = "antithrombotic"
 WARFARIN = "warfarin"
+INSULIN = "insulin"
+THROMBOLYTIC = "thrombolytic"
 _CLASSES = (LOCAL_ANAESTHETIC, CORTICOSTEROID, ANTITHROMBOTIC, WARFARIN)
+_RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+_STRENGTH = re.compile(r"(\d+(?:\.\d+)?)\s*(mg|units?|iu|u)\b", re.IGNORECASE)
+_TWICE_DAILY = re.compile(r"\b(bid|b\.i\.d|twice daily|twice a day|q12h|every 12 hours)\b", re.I)
 
 # "stopped" administrations were partly given, so they still count (with their end time).
 _EXCLUDED_ADMIN = {"entered-in-error", "not-done"}
@@ -54,7 +60,63 @@ def _classes(concept: Any, name: str, lexicon: Lexicon) -> frozenset[str]:
         found.add(WARFARIN)
     if WARFARIN in found:
         found.add(ANTITHROMBOTIC)
+    if lexicon.text.mentions_any(texts, lexicon.insulin_names):
+        found.add(INSULIN)
+    if lexicon.text.mentions_any(texts, lexicon.thrombolytic_names):
+        found.update((THROMBOLYTIC, ANTITHROMBOTIC))
     return frozenset(found)
+
+
+def _rxnorm_codes(concept: Any) -> tuple[str, ...]:
+    cc = fields.mapping(concept)
+    if cc is None:
+        return ()
+    return tuple(
+        c["code"]
+        for c in fields.objects(cc.get("coding"))
+        if c.get("system") == _RXNORM and isinstance(c.get("code"), str)
+    )
+
+
+def _dose_quantity(value: Any) -> tuple[float, str] | None:
+    q = fields.mapping(value)
+    if q is None or isinstance(q.get("value"), bool) or not isinstance(q.get("value"), int | float):
+        return None
+    unit = q.get("code") if isinstance(q.get("code"), str) else q.get("unit")
+    return float(q["value"]), unit if isinstance(unit, str) else ""
+
+
+def _strength_from_text(text: str) -> tuple[float, str] | None:
+    match = _STRENGTH.search(text)
+    return (float(match.group(1)), match.group(2).lower()) if match else None
+
+
+def _per_day(dosages: Iterable[Mapping[str, Any]], text: str) -> float | None:
+    for dosage in dosages:
+        timing = fields.mapping(dosage.get("timing"))
+        repeat = fields.mapping(timing.get("repeat")) if timing else None
+        if repeat is None:
+            continue
+        frequency = repeat.get("frequency", 1)
+        period = repeat.get("period", 1)
+        if not isinstance(frequency, int | float) or not isinstance(period, int | float):
+            continue
+        if period <= 0:
+            continue
+        if repeat.get("periodUnit") == "d":
+            return float(frequency) / float(period)
+        if repeat.get("periodUnit") == "h":
+            return 24.0 / float(period) * float(frequency)
+    return 2.0 if _TWICE_DAILY.search(text) else None
+
+
+def _all_text(concept: Any, name: str, dosages: Iterable[Mapping[str, Any]]) -> str:
+    parts = [name, *fields.concept_texts(concept)]
+    for dosage in dosages:
+        parts += fields.concept_texts(dosage.get("route"))
+        if isinstance(dosage.get("text"), str):
+            parts.append(dosage["text"])
+    return " ".join(parts)
 
 
 def _epidural_route(dosages: Iterable[Mapping[str, Any]], lexicon: Lexicon) -> bool:
@@ -79,6 +141,8 @@ def from_administration(resource: Mapping[str, Any], lexicon: Lexicon) -> Medica
     if not classes:
         return None
     dosage = fields.mapping(resource.get("dosage"))
+    dosages = [dosage] if dosage else []
+    text = _all_text(concept, name, dosages)
     start = fields.first_time(resource, "effectiveDateTime", "effectivePeriod")
     end = fields.period_end(resource, "effectivePeriod")
     if end is None and "effectiveDateTime" in resource:
@@ -93,9 +157,12 @@ def from_administration(resource: Mapping[str, Any], lexicon: Lexicon) -> Medica
         administered=True,
         start=start,
         end=end,
-        epidural_route=_epidural_route([dosage] if dosage else [], lexicon)
-        or "epidural" in name.lower(),
+        epidural_route=_epidural_route(dosages, lexicon) or "epidural" in name.lower(),
         in_progress=in_progress,
+        codes=_rxnorm_codes(concept),
+        dose=(_dose_quantity(dosage.get("dose")) if dosage else None) or _strength_from_text(text),
+        per_day=_per_day(dosages, text),
+        text=text,
     )
 
 
@@ -108,6 +175,12 @@ def from_request(resource: Mapping[str, Any], lexicon: Lexicon) -> MedicationEve
     if not classes:
         return None
     authored = fields.first_time(resource, "authoredOn")
+    dosages = list(fields.objects(resource.get("dosageInstruction")))
+    text = _all_text(concept, name, dosages)
+    dose = None
+    for dosage in dosages:
+        for rate in fields.objects(dosage.get("doseAndRate")):
+            dose = dose or _dose_quantity(rate.get("doseQuantity"))
     return MedicationEvent(
         source=fields.ref_of(resource),
         name=name,
@@ -115,8 +188,12 @@ def from_request(resource: Mapping[str, Any], lexicon: Lexicon) -> MedicationEve
         administered=False,
         start=authored,
         end=None,
-        epidural_route=_epidural_route(fields.objects(resource.get("dosageInstruction")), lexicon),
+        epidural_route=_epidural_route(dosages, lexicon),
         in_progress=resource.get("status") in {"active", "on-hold"},
+        codes=_rxnorm_codes(concept),
+        dose=dose or _strength_from_text(text),
+        per_day=_per_day(dosages, text),
+        text=text,
     )
 
 

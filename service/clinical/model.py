@@ -73,6 +73,14 @@ class MedicationEvent:
     end: When | None
     epidural_route: bool
     in_progress: bool
+    codes: tuple[str, ...] = ()
+    """RxNorm codes of the medication (ingredients, SCDs)."""
+    dose: tuple[float, str] | None = None
+    """One dose as ``(value, unit)`` when recorded."""
+    per_day: float | None = None
+    """Doses per day when the timing says so (e.g. 2 for twice daily)."""
+    text: str = ""
+    """Every text of the medication, its route and its dosage, for name-based recognition."""
 
 
 @dataclass(frozen=True)
@@ -104,8 +112,20 @@ class Episode:
 
 
 @dataclass(frozen=True)
+class Fact:
+    """A guideline fact used by a rule, worded by the content phrase ``key`` with ``params``."""
+
+    key: str
+    params: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
 class Match:
-    """One rule firing: which card pattern, for which episode, on which evidence."""
+    """One rule firing: which card pattern, for which episode, on which evidence.
+
+    ``params`` fill the placeholders of the pattern's summary; ``facts`` are the guideline facts
+    (intervals, values) the card's detail states.
+    """
 
     pattern: str
     rule: str
@@ -113,6 +133,9 @@ class Match:
     episode: Episode
     evidence: tuple[Finding, ...]
     notes: tuple[str, ...] = field(default=())
+    params: tuple[tuple[str, str], ...] = ()
+    facts: tuple[Fact, ...] = ()
+    medications: tuple[MedicationEvent, ...] = ()
 
 
 def window_end(start: When, length: timedelta) -> datetime:

@@ -20,6 +20,7 @@ from service.clinical import model
 from service.clinical.findings import INFECTION_MARKER, Findings
 from service.clinical.medications import WARFARIN
 from service.clinical.model import Episode, Finding, Match, MedicationEvent
+from service.clinical.scope import Scope
 from service.clinical.settings import ClinicalSettings
 
 WEAKNESS = ("leg_weakness", "paraplegia")
@@ -46,43 +47,6 @@ class Chart:
     findings: Findings
     medications: tuple[MedicationEvent, ...]
     now: datetime
-
-
-class _Scope:
-    """Time predicates for one episode, so every rule asks the same questions the same way."""
-
-    def __init__(self, episode: Episode, settings: ClinicalSettings, now: datetime) -> None:
-        self.episode = episode
-        self.settings = settings
-        self.now = now
-        self.opens = episode.punctured.earliest - settings.new_finding_tolerance
-
-    def new(self, finding: Finding) -> bool:
-        return finding.when.latest >= self.opens and finding.when.earliest <= self.now
-
-    def after_block(self, finding: Finding) -> bool:
-        ends = self.episode.block_ends
-        return ends is not None and finding.when.latest > ends
-
-    def by(self, finding: Finding, length: timedelta, *, from_reference: bool = False) -> bool:
-        start = self.episode.reference if from_reference else self.episode.punctured
-        return finding.when.earliest <= start.latest + length
-
-    def select(
-        self,
-        findings: Iterable[Finding],
-        *,
-        after_block: bool,
-        length: timedelta,
-        from_reference: bool = False,
-    ) -> list[Finding]:
-        return [
-            f
-            for f in findings
-            if self.new(f)
-            and (not after_block or self.after_block(f))
-            and self.by(f, length, from_reference=from_reference)
-        ]
 
 
 def bilateral(findings: Sequence[Finding], merge: timedelta) -> list[Finding]:
@@ -124,7 +88,7 @@ def red_flags(
     bowel change, saddle numbness, a deficit with fever, early bilateral weakness after an ESI, or
     a recorded spinal emergency), then raise a critical card per matched pattern.
     """
-    s = _Scope(episode, settings, now)
+    s = Scope(episode, settings, now, findings.findings)
     out: list[Match] = []
     critical = model.CRITICAL
 
@@ -201,7 +165,7 @@ def possible_abscess(
     with new back pain or insertion-site signs raise a critical card (possible epidural abscess);
     without them raise a warning to examine the site and the back.
     """
-    s = _Scope(episode, settings, now)
+    s = Scope(episode, settings, now, findings.findings)
     start = episode.punctured.earliest + settings.abscess_start
     infection = [
         f
@@ -229,7 +193,7 @@ def dense_block_during_infusion(
     """
     if episode.procedure_class != model.CATHETER or episode.block_ends is not None:
         return []
-    s = _Scope(episode, settings, now)
+    s = Scope(episode, settings, now, findings.findings)
     weak = s.select(
         findings.of(*WEAKNESS),
         after_block=False,
@@ -253,7 +217,7 @@ def persisting_symptoms(
     """
     if episode.procedure_class == model.NEURAXIAL_OTHER or episode.block_ends is None:
         return []
-    s = _Scope(episode, settings, now)
+    s = Scope(episode, settings, now, findings.findings)
     evidence = s.select(
         findings.of(*PERSISTING), after_block=True, length=settings.persistence_window
     )

@@ -38,6 +38,26 @@ class ClinicalSettings:
     crp_mg_per_litre: float
     pain_score_high: float
     pain_score_rise: float
+    antithrombotic_lookback: timedelta
+    antithrombotic_after_removal: timedelta
+    heparin_days_needing_platelets: timedelta
+    platelets_before: timedelta
+    inr_before_removal: timedelta
+    inr_removal_max: float
+    inr_in_situ_max: float
+    thrombolytic_after_puncture: timedelta
+    red_flags_recent: timedelta
+    glucose_window: timedelta
+    glucose_window_insulin: timedelta
+    glucose_high_mg_per_dl: float
+    hba1c_diabetes_percent: float
+    hba1c_poor_control_percent: float
+    esi_minimum_interval: timedelta
+    esi_sessions_per_year: int
+    headache_window: timedelta
+    headache_atypical_window: timedelta
+    site_soreness_enabled: bool
+    site_soreness_window: timedelta
 
     @classmethod
     def from_content(cls, doc: Mapping[str, Any]) -> ClinicalSettings:
@@ -45,6 +65,8 @@ class ClinicalSettings:
         block = doc["expected_block"]
         win = doc["windows"]
         thr = doc["thresholds"]
+        at = doc["antithrombotic"]
+        sg = doc["steroid_glucose"]
         return cls(
             expected_block={
                 model.CATHETER: hours(block["catheter_hours_after_last_local_anaesthetic"]),
@@ -74,6 +96,26 @@ class ClinicalSettings:
             crp_mg_per_litre=float(thr["crp_mg_per_litre"]),
             pain_score_high=float(thr["pain_score_high"]),
             pain_score_rise=float(thr["pain_score_rise"]),
+            antithrombotic_lookback=days(at["lookback_days_before_puncture"]),
+            antithrombotic_after_removal=hours(at["hours_after_removal"]),
+            heparin_days_needing_platelets=days(at["heparin_days_needing_platelets"]),
+            platelets_before=hours(at["platelets_before_hours"]),
+            inr_before_removal=hours(at["inr_before_removal_hours"]),
+            inr_removal_max=float(at["inr_removal_max"]),
+            inr_in_situ_max=float(at["inr_in_situ_max"]),
+            thrombolytic_after_puncture=days(at["thrombolytic_after_puncture_days"]),
+            red_flags_recent=days(doc["red_flags_recent_days"]),
+            glucose_window=days(sg["days_after_steroid"]),
+            glucose_window_insulin=days(sg["days_after_steroid_insulin"]),
+            glucose_high_mg_per_dl=float(sg["glucose_high_mg_per_dl"]),
+            hba1c_diabetes_percent=float(sg["hba1c_diabetes_percent"]),
+            hba1c_poor_control_percent=float(sg["hba1c_poor_control_percent"]),
+            esi_minimum_interval=days(doc["repeat_esi"]["minimum_interval_days"]),
+            esi_sessions_per_year=int(doc["repeat_esi"]["sessions_per_region_per_year"]),
+            headache_window=days(doc["headache"]["days_after_puncture"]),
+            headache_atypical_window=days(doc["headache"]["atypical_days_after_puncture"]),
+            site_soreness_enabled=bool(doc["site_soreness"]["enabled"]),
+            site_soreness_window=days(doc["site_soreness"]["days_after_puncture"]),
         )
 
 

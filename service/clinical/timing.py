@@ -93,3 +93,15 @@ def latest_of(*values: When | None) -> When | None:
     """The value that may be latest (by its latest bound), ignoring ``None``."""
     present = [v for v in values if v is not None]
     return max(present, key=lambda v: v.latest) if present else None
+
+
+def format_delta(hours: float) -> str:
+    """A duration for clinicians: "<1 h", "1.5 h", "20 h", "3 d"."""
+    hours = abs(hours)
+    if hours < 1:
+        return "<1 h"
+    if hours < 10:
+        return f"{round(hours, 1):g} h"
+    if hours < 48:
+        return f"{round(hours):d} h"
+    return f"{round(hours / 24, 1):g} d"

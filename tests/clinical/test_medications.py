@@ -42,6 +42,9 @@ def test_coded_administration_is_a_complete_event(content: Content) -> None:
         end=When.at(h(15.5)),
         epidural_route=False,
         in_progress=False,
+        codes=("854235",),
+        dose=(40.0, "mg"),
+        text="enoxaparin 40 mg enoxaparin 40 mg",
     )
 
 
@@ -181,6 +184,8 @@ def test_request_is_an_order_with_uncertain_timing(content: Content) -> None:
         end=None,
         epidural_route=False,
         in_progress=True,
+        codes=("854235",),
+        text="enoxaparin enoxaparin",
     )
 
 

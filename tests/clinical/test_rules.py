@@ -477,9 +477,12 @@ def test_baseline_findings_do_not_count(content: Content) -> None:
 
 def test_onset_within_the_clock_skew_tolerance_is_new(content: Content) -> None:
     assert patterns(content, [*esi(), numbness(h(-1), "left", recorded=d(1))]) == set()
-    # "new" but before the block end; a later record of the same symptom counts
-    resources = [*esi(), numbness(h(-1) - MIN, "left"), numbness(d(1), "left")]
-    assert patterns(content, resources) == {"persisting_symptoms"}
+    # Before the puncture it is baseline: a later record on the same side is no worse and does
+    # not count; a record on the other side (worsening, §3.1) does.
+    same_side = [*esi(), numbness(h(-1) - MIN, "left"), numbness(d(1), "left")]
+    assert patterns(content, same_side) == set()
+    other_side = [*esi(), numbness(h(-1) - MIN, "left"), numbness(d(1), "right")]
+    assert patterns(content, other_side) == {"persisting_symptoms"}
 
 
 @pytest.mark.parametrize(
