@@ -1,6 +1,7 @@
 """Code lookups: which clinical concept a FHIR Coding belongs to.
 
-Built once at startup from ``cards/codes.yaml`` so the hot path is a dictionary lookup per coding.
+Built once at startup from the FHIR ValueSets in ``cards/valuesets/`` (plus any VSAC expansions
+imported into ``cards/valuesets/imports/``) so the hot path is a dictionary lookup per coding.
 Codes marked UNVERIFIED in the content are kept for reviewers but never matched: the knowledge
 base forbids relying on a code nobody has checked.
 """
@@ -12,6 +13,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 Laterality = str  # "left" | "right" | "bilateral"
+
+EXTENSION_BASE = "https://epidural-cds.example.org/fhir/StructureDefinition"
+VERIFICATION_STATUS_URL = f"{EXTENSION_BASE}/verification-status"
+IMPLIED_LATERALITY_URL = f"{EXTENSION_BASE}/implied-laterality"
+UNVERIFIED = "UNVERIFIED"
+# Codes added from an imported VSAC expansion: an authoritative machine-readable source, so usable.
+VSAC = "VSAC"
 
 
 @dataclass(frozen=True)
@@ -27,7 +35,7 @@ class Code:
     @property
     def usable(self) -> bool:
         """Whether the code may be used for matching (anything but UNVERIFIED)."""
-        return self.status != "UNVERIFIED"
+        return self.status != UNVERIFIED
 
 
 @dataclass(frozen=True)
@@ -92,3 +100,74 @@ class CodeIndex:
                     if token not in tokens:
                         tokens.append(token)
         return tokens
+
+
+def _extension(concept: Mapping[str, Any], url: str) -> str | None:
+    for extension in concept.get("extension") or ():
+        if extension.get("url") == url:
+            value = extension.get("valueCode")
+            return value if isinstance(value, str) else None
+    return None
+
+
+def valueset_codes(valueset: Mapping[str, Any]) -> list[Code]:
+    """The codes a curated ValueSet enumerates in ``compose.include[].concept[]`` (already valid).
+
+    The verification status and the implied laterality are read from our two extensions.
+    """
+    codes: list[Code] = []
+    for include in (valueset.get("compose") or {}).get("include") or ():
+        for concept in include.get("concept") or ():
+            codes.append(
+                Code(
+                    system=include["system"],
+                    code=str(concept["code"]),
+                    display=concept["display"],
+                    status=_extension(concept, VERIFICATION_STATUS_URL) or UNVERIFIED,
+                    laterality=_extension(concept, IMPLIED_LATERALITY_URL),
+                )
+            )
+    return codes
+
+
+def _contains(items: Iterable[Mapping[str, Any]]) -> Iterable[Mapping[str, Any]]:
+    for item in items:
+        yield item
+        yield from _contains(item.get("contains") or ())
+
+
+def expansion_codes(valueset: Mapping[str, Any]) -> list[Code]:
+    """The codes of a ValueSet expansion (e.g. from VSAC), status VSAC, without repeats.
+
+    Nested ``contains`` are flattened; a missing display falls back to the code.
+    """
+    codes: list[Code] = []
+    seen: set[tuple[str, str]] = set()
+    for item in _contains((valueset.get("expansion") or {}).get("contains") or ()):
+        system, code = item.get("system"), item.get("code")
+        if not isinstance(system, str) or not isinstance(code, str):
+            continue
+        key = (system, code.strip())
+        if key in seen:
+            continue
+        seen.add(key)
+        display = item.get("display")
+        codes.append(
+            Code(system, key[1], display if isinstance(display, str) and display else key[1], VSAC)
+        )
+    return codes
+
+
+def merge_imported(curated: Iterable[Code], imported: Iterable[Code]) -> tuple[Code, ...]:
+    """Curated codes, then the imported codes the curated list does not already hold.
+
+    A curated entry always wins: an import never changes a reviewed status (an UNVERIFIED code
+    stays unmatched until a reviewer changes it in the curated ValueSet).
+    """
+    merged = list(curated)
+    present = {(code.system, code.code) for code in merged}
+    for code in imported:
+        if (code.system, code.code) not in present:
+            present.add((code.system, code.code))
+            merged.append(code)
+    return tuple(merged)
