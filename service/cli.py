@@ -3,7 +3,8 @@
 ``serve`` starts the service under gunicorn on the embedded defaults; ``evaluate`` runs exactly
 the code path of a hook call on a request file (or a FHIR Bundle plus ``--patient``) so an
 informaticist can see the cards without an EHR; ``check-content`` validates ``cards/`` and reports
-every problem by file and JSON path.
+every problem by file and JSON path; ``import-valueset`` adds a VSAC expansion to a concept's code
+list; ``rule-book`` renders the whole clinical content as one document for clinical reviewers.
 """
 
 from __future__ import annotations
@@ -86,6 +87,23 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-content", help="validate the clinical content in cards/")
     check.add_argument("--dir", type=Path, help="content directory (default: the shipped one)")
+
+    vsac = commands.add_parser(
+        "import-valueset",
+        help="add the codes of a VSAC ValueSet expansion to a concept (valuesets/imports/)",
+    )
+    vsac.add_argument("file", type=Path, help="a FHIR ValueSet JSON with expansion.contains")
+    vsac.add_argument("--concept", required=True, help="the concept to add the codes to")
+    vsac.add_argument("--dir", type=Path, help="content directory (default: the shipped one)")
+
+    book = commands.add_parser(
+        "rule-book", help="render the whole clinical content as one document for reviewers"
+    )
+    book.add_argument(
+        "--format", choices=("markdown", "html"), default="markdown", help="(default markdown)"
+    )
+    book.add_argument("--output", type=Path, help="write to FILE (default: standard output)")
+    book.add_argument("--dir", type=Path, help="content directory (default: the shipped one)")
     return parser
 
 
@@ -180,6 +198,89 @@ def _check_content(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _import_valueset(args: argparse.Namespace) -> int:
+    from service import content as content_module
+    from service.clinical.terminology import UNVERIFIED, expansion_codes
+
+    directory: Path = args.dir or content_module.default_directory()
+    try:
+        document = json.loads(args.file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        print(f"epidural-cds: cannot read {args.file}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    problems = content_module.import_problems(directory, document, str(args.file))
+    if problems:
+        print(f"epidural-cds: {args.file} is not a usable ValueSet expansion:", file=sys.stderr)
+        for file, path, message in problems:
+            print(f"  {file} {path}: {message}", file=sys.stderr)
+        return EXIT_ERROR
+    loaded = content_module.load(directory)
+    concepts = loaded.lexicon.codes.concepts
+    if args.concept not in concepts:
+        print(
+            f"epidural-cds: unknown concept {args.concept!r}; known: {', '.join(sorted(concepts))}",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    current = {(code.system, code.code): code for code in concepts[args.concept]}
+    incoming = expansion_codes(document)
+    present = [code for code in incoming if (code.system, code.code) in current]
+    unverified = [c for c in present if current[(c.system, c.code)].status == UNVERIFIED]
+    known_systems = set(content_module.code_systems(directory).values())
+    unknown_systems = sorted({c.system for c in incoming} - known_systems)
+
+    target = directory / content_module.IMPORT_DIR / f"{args.concept}.json"
+    previous = target.read_bytes() if target.exists() else None
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(json.dumps(document, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    try:
+        reloaded = content_module.load(directory)
+    except ContentError:
+        if previous is None:
+            target.unlink()
+        else:
+            target.write_bytes(previous)
+        raise
+    total = len(reloaded.lexicon.codes.concepts[args.concept])
+    print(
+        f"{args.file}: {len(incoming)} codes for concept {args.concept}: "
+        f"{len(incoming) - len(present)} new (status VSAC), {len(present)} already present"
+    )
+    if unverified:
+        print(
+            f"  {len(unverified)} of the codes already present are UNVERIFIED in the curated "
+            f"value set and stay unmatched until a reviewer changes them there: "
+            + ", ".join(f"{c.system}|{c.code}" for c in unverified)
+        )
+    if unknown_systems:
+        print(
+            "  systems not in systems.yaml (matched, never used in prefetch queries): "
+            + ", ".join(unknown_systems)
+        )
+    replaced = " (replaces the previous import)" if previous is not None else ""
+    print(f"written to {target}{replaced}; concept {args.concept} now has {total} codes")
+    return EXIT_OK
+
+
+def _rule_book(args: argparse.Namespace) -> int:
+    from service import rulebook
+
+    book = rulebook.build(args.dir)
+    for warning in book.warnings:
+        print(f"epidural-cds: note: {warning}", file=sys.stderr)
+    text = rulebook.render(book, args.format)
+    if args.output is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    try:
+        args.output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        print(f"epidural-cds: cannot write {args.output}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"rule book ({args.format}, content {book.version}) written to {args.output}")
+    return EXIT_OK
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from service.app import create_app
     from service.server import serve
@@ -201,6 +302,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _evaluate(args, settings)
         if args.command == "example-request":
             return _example_request(args, settings)
+        if args.command == "import-valueset":
+            return _import_valueset(args)
+        if args.command == "rule-book":
+            return _rule_book(args)
         return _check_content(args)
     except ContentError as exc:
         print("epidural-cds: the clinical content is invalid:", file=sys.stderr)

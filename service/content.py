@@ -9,6 +9,7 @@ file and JSON path in one run, and the service refuses to start until they are f
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,14 +19,28 @@ import yaml
 from jsonschema import Draft202012Validator
 
 from service.clinical import findings as clinical_findings
+from service.clinical.antithrombotics import R03_PATTERNS
+from service.clinical.asra import AsraTable
 from service.clinical.lexicon import Lexicon
 from service.clinical.settings import ClinicalSettings
-from service.clinical.terminology import Code, CodeIndex
+from service.clinical.terminology import (
+    Code,
+    CodeIndex,
+    expansion_codes,
+    merge_imported,
+    valueset_codes,
+)
 from service.clinical.text import TextMatcher
 from service.errors import ContentError
 
-FILES = ("codes", "text", "settings", "service", "rules", "sources", "suggestions")
+FILES = ("systems", "text", "settings", "service", "rules", "sources", "suggestions", "asra")
 CODES_PLACEHOLDER = "${codes}"
+# Code lists: one FHIR ValueSet per concept, valuesets/<concept>.json, validated by
+# schema/valueset.schema.json; VSAC expansions in valuesets/imports/<concept>.json add codes.
+VALUESET_DIR = "valuesets"
+IMPORT_DIR = "valuesets/imports"
+VALUESET_SCHEMA = "valueset"
+VALUESET_URL_BASE = "https://epidural-cds.example.org/fhir/ValueSet/"
 
 # Concepts the clinical core refers to by name: the content must define each of them.
 REQUIRED_CONCEPTS = (
@@ -46,6 +61,12 @@ REQUIRED_CONCEPTS = (
     "crp",
     "esr",
     "pain_score",
+    "inr",
+    "platelets",
+    "glucose",
+    "hba1c",
+    "esi_region_cervical_thoracic",
+    "esi_region_lumbar_sacral",
     *clinical_findings.FINDING_CONCEPTS,
 )
 # Card patterns the rules can produce, by indicator section of rules.yaml.
@@ -57,15 +78,39 @@ PATTERNS = {
         "cauda_equina",
         "hematoma_sensory",
         "abscess",
+        "unattributed_red_flags",
         "recorded_diagnosis",
     ),
-    "warning": ("fever_after_epidural", "dense_block_infusion", "persisting_symptoms"),
-    "info": ("catheter_monitoring",),
+    "warning": (
+        "fever_after_epidural",
+        "dense_block_infusion",
+        *R03_PATTERNS,
+        "atypical_headache",
+        "isolated_retention",
+        "persisting_symptoms",
+        "steroid_glucose_high",
+    ),
+    "info": (
+        "catheter_monitoring",
+        "post_puncture_headache",
+        "steroid_glucose",
+        "repeat_esi_interval",
+        "repeat_esi_count",
+        "site_soreness",
+    ),
 }
+# A summary's placeholders ({drug_title}, {hours} ...) are checked filled with this many
+# characters each: the longest drug name is 12, durations and values are shorter.
+PLACEHOLDER_WIDTH = 12
+SUMMARY_LIMIT = 140
 LABELLED_FINDINGS = (
     *clinical_findings.FINDING_CONCEPTS,
     clinical_findings.INFECTION_MARKER,
     "pain_score",
+    "inr",
+    "platelets",
+    "glucose",
+    "hba1c",
 )
 
 
@@ -146,6 +191,8 @@ class Wording:
     partial_time_note: str
     cards: Mapping[str, CardText]
     critical_priority: tuple[str, ...]
+    pattern_order: tuple[str, ...]
+    """Every card pattern, most urgent first (critical, then warning, then info, content order)."""
     critical_actions_text: tuple[str, ...]
     finding_labels: Mapping[str, str]
     procedure_labels: Mapping[str, str]
@@ -167,6 +214,7 @@ class Content:
     wording: Wording
     sources: Mapping[str, Source]
     suggestions: Mapping[str, SuggestionTemplate]
+    asra: AsraTable
 
     def service(self, service_id: str) -> ServiceDefinition | None:
         """The service with ``service_id``, if any."""
@@ -207,6 +255,149 @@ def _schema_problems(directory: Path, name: str, doc: Any) -> list[tuple[str, st
     ]
 
 
+@dataclass(frozen=True)
+class ValueSets:
+    """The code-list files as read: curated ValueSets and imported expansions, by concept."""
+
+    curated: Mapping[str, Mapping[str, Any]]
+    imports: Mapping[str, Mapping[str, Any]]
+
+
+def _valueset_validators(directory: Path) -> tuple[Draft202012Validator, Draft202012Validator]:
+    """Validators for a curated ValueSet and for an imported expansion ($defs/import)."""
+    schema = json.loads(
+        (directory / "schema" / f"{VALUESET_SCHEMA}.schema.json").read_text(encoding="utf-8")
+    )
+    imported = {"$ref": "#/$defs/import", "$defs": schema.get("$defs", {})}
+    return Draft202012Validator(schema), Draft202012Validator(imported)
+
+
+def _json_problems(
+    validator: Draft202012Validator, doc: Any, label: str
+) -> list[tuple[str, str, str]]:
+    return [
+        (label, error.json_path, error.message)
+        for error in sorted(validator.iter_errors(doc), key=lambda e: e.json_path)
+    ]
+
+
+def _read_json(path: Path, label: str, problems: list[tuple[str, str, str]]) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        problems.append((label, "$", f"cannot read: {exc.strerror or exc}"))
+    except ValueError as exc:
+        where = f"line {exc.lineno}" if isinstance(exc, json.JSONDecodeError) else "$"
+        message = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+        problems.append((label, where, f"not valid JSON: {message}"))
+    return None
+
+
+def _read_valuesets(directory: Path, problems: list[tuple[str, str, str]]) -> ValueSets | None:
+    """Read and schema-check every ValueSet and import; ``None`` when any of them is invalid."""
+    if (directory / "codes.yaml").exists():
+        problems.append(
+            ("codes.yaml", "$", f"no longer read: code lists are FHIR ValueSets in {VALUESET_DIR}/")
+        )
+    folder = directory / VALUESET_DIR
+    if not folder.is_dir():
+        problems.append((VALUESET_DIR, "$", "directory is missing"))
+        return None
+    try:
+        curated_validator, import_validator = _valueset_validators(directory)
+    except (OSError, ValueError) as exc:
+        label = f"schema/{VALUESET_SCHEMA}.schema.json"
+        problems.append((label, "$", f"cannot load schema: {exc}"))
+        return None
+    found: list[tuple[str, str, str]] = []
+    curated: dict[str, Mapping[str, Any]] = {}
+    imports: dict[str, Mapping[str, Any]] = {}
+    for target, subdir, validator in (
+        (curated, VALUESET_DIR, curated_validator),
+        (imports, IMPORT_DIR, import_validator),
+    ):
+        for path in sorted((directory / subdir).glob("*.json")):
+            label = f"{subdir}/{path.name}"
+            doc = _read_json(path, label, found)
+            if doc is None:
+                continue
+            schema_problems = _json_problems(validator, doc, label)
+            found.extend(schema_problems)
+            if not schema_problems:
+                target[path.stem] = doc
+    problems.extend(found)
+    return None if found else ValueSets(curated, imports)
+
+
+def import_problems(directory: Path, doc: Any, label: str) -> list[tuple[str, str, str]]:
+    """Schema problems of a VSAC expansion meant for ``valuesets/imports/`` (empty when fine)."""
+    return _json_problems(_valueset_validators(directory)[1], doc, label)
+
+
+def code_systems(directory: Path | None = None) -> dict[str, str]:
+    """Short name -> FHIR system URI, from ``systems.yaml`` (raises :class:`ContentError`)."""
+    directory = directory or default_directory()
+    problems: list[tuple[str, str, str]] = []
+    doc = _read(directory, "systems", problems)
+    if doc is not None:
+        problems.extend(_schema_problems(directory, "systems", doc))
+    if problems:
+        raise ContentError(problems)
+    return dict(doc["systems"])
+
+
+def value_sets(directory: Path | None = None) -> ValueSets:
+    """The code-list files as read and schema-checked (raises :class:`ContentError`)."""
+    problems: list[tuple[str, str, str]] = []
+    found = _read_valuesets(directory or default_directory(), problems)
+    if found is None:
+        raise ContentError(problems)
+    return found
+
+
+def _concept_codes(valuesets: ValueSets) -> dict[str, tuple[Code, ...]]:
+    return {
+        name: merge_imported(
+            valueset_codes(resource),
+            expansion_codes(valuesets.imports[name]) if name in valuesets.imports else (),
+        )
+        for name, resource in valuesets.curated.items()
+    }
+
+
+def _valueset_problems(
+    valuesets: ValueSets, systems: Mapping[str, str]
+) -> list[tuple[str, str, str]]:
+    problems: list[tuple[str, str, str]] = []
+    known = set(systems.values())
+    for name, resource in valuesets.curated.items():
+        label = f"{VALUESET_DIR}/{name}.json"
+        expected_id = name.replace("_", "-")
+        if resource["id"] != expected_id:
+            problems.append((label, "$.id", f"must be {expected_id!r}, from the file name"))
+        if resource["url"] != VALUESET_URL_BASE + resource["id"]:
+            problems.append((label, "$.url", f"must be {VALUESET_URL_BASE + resource['id']!r}"))
+        for i, include in enumerate((resource.get("compose") or {}).get("include") or ()):
+            if include["system"] not in known:
+                problems.append(
+                    (
+                        label,
+                        f"$.compose.include[{i}].system",
+                        f"unknown system {include['system']!r} (not in systems.yaml)",
+                    )
+                )
+    for name in valuesets.imports:
+        if name not in valuesets.curated:
+            problems.append(
+                (
+                    f"{IMPORT_DIR}/{name}.json",
+                    "$",
+                    f"unknown concept {name!r}: no {VALUESET_DIR}/{name}.json to add codes to",
+                )
+            )
+    return problems
+
+
 def _code(entry: Mapping[str, Any], systems: Mapping[str, str]) -> Code:
     return Code(
         system=systems[entry["system"]],
@@ -218,23 +409,13 @@ def _code(entry: Mapping[str, Any], systems: Mapping[str, str]) -> Code:
 
 
 def _cross_check(docs: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    problems: list[tuple[str, str, str]] = []
-    systems = docs["codes"]["systems"]
-    concepts = docs["codes"]["concepts"]
-    for name, concept in concepts.items():
-        for i, entry in enumerate(concept["codes"]):
-            if entry["system"] not in systems:
-                problems.append(
-                    (
-                        "codes.yaml",
-                        f"$.concepts.{name}.codes[{i}].system",
-                        f"unknown system {entry['system']!r}",
-                    )
-                )
+    systems = docs["systems"]["systems"]
+    concepts = docs["valuesets"].curated
+    problems = _valueset_problems(docs["valuesets"], systems)
     for name in REQUIRED_CONCEPTS:
         if name not in concepts:
             problems.append(
-                ("codes.yaml", "$.concepts", f"concept {name!r} is required by the rules")
+                (f"{VALUESET_DIR}/{name}.json", "$", f"concept {name!r} is required by the rules")
             )
     for name in docs["text"]["findings"]:
         if name not in clinical_findings.FINDING_CONCEPTS:
@@ -284,6 +465,23 @@ def _cross_check(docs: Mapping[str, Any]) -> list[tuple[str, str, str]]:
                     problems.append(
                         ("rules.yaml", f"{prefix}[{i}].suggestions", f"unknown suggestion {key!r}")
                     )
+    for section, cards in sections.items():
+        prefix = "$.critical.patterns" if section == "critical" else f"$.{section}"
+        for i, card in enumerate(cards):
+            filled = re.sub(r"\{[a-z_]+\}", "X" * PLACEHOLDER_WIDTH, card["summary"])
+            if len(filled) >= SUMMARY_LIMIT:
+                problems.append(
+                    (
+                        "rules.yaml",
+                        f"{prefix}[{i}].summary",
+                        f"{len(filled)} characters with placeholders filled; must stay below "
+                        f"{SUMMARY_LIMIT}",
+                    )
+                )
+    asra_drugs = docs["asra"]["drugs"]
+    for code, (drug, _) in docs["asra"]["dose_classes"].items():
+        if drug not in asra_drugs:
+            problems.append(("asra.yaml", f"$.dose_classes.{code}", f"unknown drug {drug!r}"))
     for name in LABELLED_FINDINGS:
         if name not in rules["finding_labels"]:
             problems.append(("rules.yaml", "$.finding_labels", f"no label for {name!r}"))
@@ -324,20 +522,19 @@ def _card_text(card: Mapping[str, Any]) -> CardText:
 
 
 def _build(directory: Path, docs: Mapping[str, Any]) -> Content:
-    systems = docs["codes"]["systems"]
-    codes = CodeIndex.build(
-        {
-            name: [_code(entry, systems) for entry in concept["codes"]]
-            for name, concept in docs["codes"]["concepts"].items()
-        }
-    )
+    systems = docs["systems"]["systems"]
+    codes = CodeIndex.build(_concept_codes(docs["valuesets"]))
     text_doc = docs["text"]
+    asra = AsraTable.from_content(docs["asra"])
     lexicon = Lexicon(
         codes=codes,
         text=TextMatcher.from_content(text_doc),
         local_anaesthetic_names=tuple(text_doc["local_anaesthetic_names"]),
         corticosteroid_names=tuple(text_doc["corticosteroid_names"]),
         antithrombotic_names=tuple(text_doc["antithrombotic_names"]),
+        insulin_names=tuple(text_doc["insulin_names"]),
+        thrombolytic_names=asra.thrombolytic_names,
+        regions={name: tuple(words) for name, words in text_doc["regions"].items()},
     )
     services = []
     for service in docs["service"]["services"]:
@@ -378,6 +575,7 @@ def _build(directory: Path, docs: Mapping[str, Any]) -> Content:
         partial_time_note=" ".join(rules["partial_time_note"].split()),
         cards=cards,
         critical_priority=tuple(card["id"] for card in critical),
+        pattern_order=tuple(cards),
         critical_actions_text=tuple(rules["critical"]["actions_text"]),
         finding_labels=dict(rules["finding_labels"]),
         procedure_labels=dict(rules["procedure_labels"]),
@@ -418,6 +616,7 @@ def _build(directory: Path, docs: Mapping[str, Any]) -> Content:
         wording=wording,
         sources=sources,
         suggestions=suggestions,
+        asra=asra,
     )
 
 
@@ -434,6 +633,9 @@ def load(directory: Path | None = None) -> Content:
         problems.extend(found)
         if not found:
             docs[name] = doc
+    valuesets = _read_valuesets(directory, problems)
+    if valuesets is not None:
+        docs["valuesets"] = valuesets
     if problems:
         raise ContentError(problems)
     problems = _cross_check(docs)

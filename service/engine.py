@@ -6,6 +6,7 @@ same evaluation (design.md data flow).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from service.clinical import answer, episodes, findings, medications, rules
@@ -26,7 +27,8 @@ def evaluate(record: PatientRecord, content: Content, ctx: RenderContext) -> lis
     observed = findings.collect(
         record.of_type("Condition"), record.of_type("Observation"), lexicon, settings, ctx.now
     )
-    chart = rules.Chart(index, observed, meds, ctx.now)
+    chart = rules.Chart(index, observed, meds, ctx.now, content.asra)
     matches = rules.evaluate(chart, settings)
-    plans = answer.plan(matches, content.wording.critical_priority)
-    return render(plans, content, ctx, meds)
+    plans = answer.plan(matches, content.wording.pattern_order)
+    orders = {f"MedicationRequest/{r.get('id')}": r for r in record.of_type("MedicationRequest")}
+    return render(plans, content, replace(ctx, orders=orders), meds)

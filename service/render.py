@@ -10,8 +10,9 @@ left out instead.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping
+from copy import deepcopy
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +39,9 @@ class RenderContext:
     incomplete_data: tuple[str, ...] = ()
     """Prefetch keys whose data could not be obtained in full; the cards say so."""
     new_id: Callable[[], str] = lambda: str(uuid.uuid4())
+    orders: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """The patient's MedicationRequests by ``MedicationRequest/id``: a hold suggestion must
+    carry the whole updated resource (CDS Hooks ``update`` action)."""
 
 
 def format_time(when: When | None, unknown: str) -> str:
@@ -52,6 +56,26 @@ def format_time(when: When | None, unknown: str) -> str:
     offset = stamp.strftime("%z")
     zone = "UTC" if offset in ("+0000", "") else f"{offset[:3]}:{offset[3:]}"
     return f"{stamp:%Y-%m-%d %H:%M} {zone}"
+
+
+def fill(template: str, params: Iterable[tuple[str, str]], phrases: Mapping[str, str]) -> str:
+    """A content template with a rule's parameters filled in.
+
+    Parameters named ``*_phrase`` carry the key of a content phrase (so words stay in content);
+    ``time`` carries an ISO instant and is shown as a clinician-readable time; ``drug`` is also
+    offered capitalised as ``drug_title``.
+    """
+    values: dict[str, str] = {}
+    for key, value in params:
+        if key.endswith("_phrase"):
+            values[key.removesuffix("_phrase")] = phrases.get(value, value)
+        elif key == "time":
+            values[key] = format_time(When.at(datetime.fromisoformat(value)), value)
+        else:
+            values[key] = value
+    if "drug" in values:
+        values["drug_title"] = values["drug"][:1].upper() + values["drug"][1:]
+    return template.format_map(values)
 
 
 class _Detail:
@@ -171,12 +195,23 @@ class _Detail:
             out.append("")
         out.append(f"**{self.p['procedure_heading']}**: {self.procedure_line(episode)}")
         out.append("")
-        if plan.indicator in (model.CRITICAL, model.INFO):
+        if plan.primary.rule == "R-04":
+            not_attributed = self.p["not_attributed"].format(
+                procedure=self.w.procedure_labels[episode.procedure_class].lower(),
+                time=self.when(episode.punctured),
+            )
+            out += [not_attributed, ""]
+        if plan.indicator in (model.CRITICAL, model.INFO) or plan.primary.rule == "R-03":
             doses = self.antithrombotic_lines(episode, medications)
             if doses:
                 out.append(f"**{self.p['antithrombotic_heading']}**")
                 out += doses
                 out.append("")
+        facts = plan.facts()
+        if facts:
+            out.append(f"**{self.p['facts_heading']}**")
+            out += [f"- {fill(self.p[f.key], f.params, self.p)}" for f in facts]
+            out.append("")
         weakness_unknown = (
             any(f.concept == "leg_weakness" and f.laterality is None for f in evidence)
             and plan.indicator == model.CRITICAL
@@ -278,7 +313,7 @@ def render_card(
         source["url"] = first_url
     card: dict[str, Any] = {
         "uuid": ctx.new_id(),
-        "summary": primary.summary,
+        "summary": fill(primary.summary, plan.primary.params, wording.phrases),
         "indicator": plan.indicator,
         "detail": _Detail(content, ctx).build(plan, medications),
         "source": source,
@@ -290,12 +325,52 @@ def render_card(
     suggestion_keys = list(
         dict.fromkeys(k for p in plan.patterns for k in wording.cards[p].suggestions)
     )
-    if plan.indicator == model.CRITICAL and suggestion_keys:
-        card["suggestions"] = [
-            _suggestion(content.suggestions[k], ctx, plan) for k in suggestion_keys
-        ]
+    suggestions: list[dict[str, Any]] = []
+    if plan.indicator == model.CRITICAL or plan.primary.rule == "R-03":
+        suggestions += [_suggestion(content.suggestions[k], ctx, plan) for k in suggestion_keys]
+        suggestions += _hold_suggestions(ctx, medications, wording.phrases)
+    if suggestions:
+        card["suggestions"] = suggestions
         card["selectionBehavior"] = "any"
     return card
+
+
+def _hold_suggestions(
+    ctx: RenderContext,
+    medications: Iterable[MedicationEvent],
+    phrases: Mapping[str, str],
+) -> list[dict[str, Any]]:
+    """ "Hold pending review" for each active antithrombotic order — an update, never a delete.
+
+    Safety note 3: nothing is stopped automatically, and the description carries the
+    thrombotic-risk caveat. Only orders whose full resource is at hand can be offered.
+    """
+    out = []
+    for event in medications:
+        if event.administered or ANTITHROMBOTIC not in event.classes or not event.in_progress:
+            continue
+        order = ctx.orders.get(str(event.source))
+        if order is None or order.get("status") != "active":
+            continue
+        held = {
+            **deepcopy(dict(order)),
+            "status": "on-hold",
+            "statusReason": {"text": phrases["hold_order_reason"]},
+        }
+        out.append(
+            {
+                "label": phrases["hold_order_label"].format(drug=event.name),
+                "uuid": ctx.new_id(),
+                "actions": [
+                    {
+                        "type": "update",
+                        "description": phrases["hold_order_description"].format(drug=event.name),
+                        "resource": held,
+                    }
+                ],
+            }
+        )
+    return out
 
 
 def render(

@@ -43,6 +43,31 @@ def _classify(resource: Mapping[str, Any], lexicon: Lexicon) -> tuple[str | None
     return None, False
 
 
+_REGION_CONCEPTS = (
+    ("esi_region_cervical_thoracic", "cervical_thoracic"),
+    ("esi_region_lumbar_sacral", "lumbar_sacral"),
+)
+
+
+def _region(resource: Mapping[str, Any], lexicon: Lexicon) -> str | None:
+    """Spinal region of an injection: from its code, else from region words in its text."""
+    code = resource.get("code")
+    concepts = {m.concept for m in lexicon.codes.match_concept(code)}
+    for concept, region in _REGION_CONCEPTS:
+        if concept in concepts:
+            return region
+    texts = " ".join(
+        [
+            *fields.concept_texts(code),
+            *(t for s in fields.objects(resource.get("bodySite")) for t in fields.concept_texts(s)),
+        ]
+    )
+    for region, names in lexicon.regions.items():
+        if lexicon.text.mentions_any(texts, names):
+            return region
+    return None
+
+
 def _steroid_with(
     resource: Mapping[str, Any],
     punctured: When,
@@ -161,6 +186,7 @@ def episode_from(
         steroid=steroid,
         from_text=from_text,
         time_known=time_known,
+        region=_region(resource, lexicon),
     )
 
 

@@ -33,8 +33,26 @@ FINDING_CONCEPTS = (
     "incontinence",
     "fever",
     "spinal_emergency_diagnosis",
+    "headache",
+    "headache_postural",
+    "neck_stiffness",
+    "seizure",
+    "altered_consciousness",
+    "diabetes",
+    "diabetes_insulin_treated",
 )
 INFECTION_MARKER = "infection_marker"
+# Observations read as measurements (LOINC value sets of the same names).
+MEASURED_CONCEPTS = (
+    "body_temperature",
+    "wbc",
+    "crp",
+    "esr",
+    "inr",
+    "platelets",
+    "glucose",
+    "hba1c",
+)
 
 _EXCLUDED_VERIFICATION = {"entered-in-error", "refuted"}
 _EXCLUDED_OBSERVATION = {"entered-in-error", "cancelled"}
@@ -194,29 +212,52 @@ def _value_negated(resource: Mapping[str, Any]) -> bool:
     return any(t.strip().lower() in _NEGATIVE_VALUES for t in texts)
 
 
+def _glucose_mg_per_dl(value: float, unit: str) -> float | None:
+    u = unit.strip().lower()
+    if u == "mg/dl":
+        return value
+    if u in {"mmol/l", "mmol/liter"}:
+        return value * 18.0
+    return None
+
+
 def _measurement(
     resource: Mapping[str, Any], concept: str, settings: ClinicalSettings
-) -> tuple[str, str] | None:
-    """``(finding concept, value text)`` when a measurement is abnormal in the rules' sense."""
+) -> tuple[str, str, float | None] | None:
+    """``(finding concept, value text, amount)`` for a measurement the rules use.
+
+    Temperature, WBC, CRP and ESR count only when abnormal; INR, platelets, glucose (in mg/dL)
+    and HbA1c are always kept with their amount, because the rules compare them themselves.
+    """
     q = fields.quantity(resource)
     flags = fields.interpretation_codes(resource)
     flagged_high = bool(flags & _HIGH_FLAGS)
     if concept == "body_temperature" and q:
         celsius = _celsius(*q)
         if celsius is not None and celsius >= settings.fever_celsius:
-            return "fever", f"{q[0]:g} {q[1]}"
+            return "fever", f"{q[0]:g} {q[1]}", celsius
     elif concept == "wbc" and q:
         count = _per_nanolitre(*q)
         if flagged_high or (count is not None and count > settings.wbc_per_nanolitre):
-            return INFECTION_MARKER, f"WBC {q[0]:g} {q[1]}"
+            return INFECTION_MARKER, f"WBC {q[0]:g} {q[1]}", count
     elif concept == "crp":
         crp = _crp_mg_per_litre(*q) if q else None
         if flagged_high or (crp is not None and crp > settings.crp_mg_per_litre):
-            return INFECTION_MARKER, f"CRP {q[0]:g} {q[1]}" if q else "CRP raised"
+            return INFECTION_MARKER, f"CRP {q[0]:g} {q[1]}" if q else "CRP raised", crp
     elif concept == "esr" and (
         flagged_high or (q is not None and _above_reference(resource, q[0]))
     ):
-        return INFECTION_MARKER, f"ESR {q[0]:g} {q[1]}" if q else "ESR raised"
+        return INFECTION_MARKER, f"ESR {q[0]:g} {q[1]}" if q else "ESR raised", None
+    elif concept == "inr" and q:
+        return "inr", f"INR {q[0]:g}", q[0]
+    elif concept == "platelets" and q:
+        return "platelets", f"platelets {q[0]:g} {q[1]}", _per_nanolitre(*q)
+    elif concept == "glucose" and q:
+        mg_dl = _glucose_mg_per_dl(*q)
+        if mg_dl is not None:
+            return "glucose", f"{q[0]:g} {q[1]}", mg_dl
+    elif concept == "hba1c" and q:
+        return "hba1c", f"HbA1c {q[0]:g} {q[1]}", q[0]
     return None
 
 
@@ -238,14 +279,17 @@ def from_observation(
         if q is None and isinstance(resource.get("valueInteger"), int):
             q = (float(resource["valueInteger"]), "")
         return [], ([PainScore(when, q[0], ref)] if q else [])
-    for name in ("body_temperature", "wbc", "crp", "esr"):
+    for name in MEASURED_CONCEPTS:
         if name in names:
             measured = _measurement(resource, name, settings)
             if measured is None:
                 return [], []
-            concept, value = measured
+            concept, value, amount = measured
             label = fields.label_of(code, name)
-            return [Finding(concept, when, ref, label, value=value, time_known=known)], []
+            finding = Finding(
+                concept, when, ref, label, value=value, time_known=known, amount=amount
+            )
+            return [finding], []
     if _value_negated(resource):
         return [], []
     found = _coded_findings(resource, code, lexicon) or _coded_findings(

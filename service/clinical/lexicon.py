@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from service.clinical.terminology import CodeIndex
 from service.clinical.text import TextMatcher
@@ -17,5 +18,7 @@ class Lexicon:
     local_anaesthetic_names: tuple[str, ...]
     corticosteroid_names: tuple[str, ...]
     antithrombotic_names: tuple[str, ...]
-    insulin_names: tuple[str, ...] = ("insulin",)
+    insulin_names: tuple[str, ...] = ()
     thrombolytic_names: tuple[str, ...] = ()
+    regions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Spinal region name -> words that name it in procedure text."""

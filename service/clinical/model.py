@@ -50,6 +50,8 @@ class Finding:
     from_text: bool = False
     value: str | None = None
     time_known: bool = True
+    amount: float | None = None
+    """The measured number in the rules' unit (glucose mg/dL, Celsius, 10^9/L, INR)."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,8 @@ class Episode:
     steroid: str | None = None
     from_text: bool = False
     time_known: bool = True
+    region: str | None = None
+    """Spinal region of an injection (``cervical_thoracic`` or ``lumbar_sacral``) when known."""
 
     @property
     def reference(self) -> When:

@@ -13,15 +13,21 @@ inside a window whenever any part of them is.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from service.clinical import model
+from service.clinical.antithrombotics import monitoring_facts, timing_conflicts
+from service.clinical.asra import AsraTable
 from service.clinical.findings import INFECTION_MARKER, Findings
+from service.clinical.headache import post_puncture_headache
+from service.clinical.local_effects import isolated_retention, site_soreness
 from service.clinical.medications import WARFARIN
 from service.clinical.model import Episode, Finding, Match, MedicationEvent
 from service.clinical.scope import Scope
 from service.clinical.settings import ClinicalSettings
+from service.clinical.steroids import repeat_injections, steroid_glucose
+from service.clinical.unattributed import unattributed_red_flags
 
 WEAKNESS = ("leg_weakness", "paraplegia")
 SENSORY = ("leg_numbness",)
@@ -47,6 +53,8 @@ class Chart:
     findings: Findings
     medications: tuple[MedicationEvent, ...]
     now: datetime
+    asra: AsraTable | None = None
+    """The ASRA interval table; without it the timing rule (R-03) and facts are skipped."""
 
 
 def bilateral(findings: Sequence[Finding], merge: timedelta) -> list[Finding]:
@@ -277,10 +285,23 @@ def catheter_monitoring(
 def evaluate(chart: Chart, settings: ClinicalSettings) -> list[Match]:
     """Every rule over every episode; the answer policy decides what is shown."""
     matches: list[Match] = []
+    found, meds, now = chart.findings, chart.medications, chart.now
     for episode in chart.episodes:
-        matches += red_flags(episode, chart.findings, settings, chart.now)
-        matches += possible_abscess(episode, chart.findings, settings, chart.now)
-        matches += persisting_symptoms(episode, chart.findings, settings, chart.now)
-        matches += dense_block_during_infusion(episode, chart.findings, settings, chart.now)
-        matches += catheter_monitoring(episode, chart.medications, settings, chart.now)
+        matches += red_flags(episode, found, settings, now)
+        matches += possible_abscess(episode, found, settings, now)
+        matches += persisting_symptoms(episode, found, settings, now)
+        matches += dense_block_during_infusion(episode, found, settings, now)
+        matches += isolated_retention(episode, found, settings, now)
+        matches += post_puncture_headache(episode, found, settings, now)
+        matches += steroid_glucose(episode, found, meds, settings, now)
+        matches += site_soreness(episode, found, settings, now)
+        monitoring = catheter_monitoring(episode, meds, settings, now)
+        if chart.asra is not None:
+            matches += timing_conflicts(episode, meds, found, chart.asra, settings, now)
+            facts = monitoring_facts(episode, meds, chart.asra)
+            monitoring = [replace(m, facts=facts) for m in monitoring]
+        matches += monitoring
+    matches += repeat_injections(chart.episodes, settings, now)
+    attributed = any(m.indicator == model.CRITICAL for m in matches)
+    matches += unattributed_red_flags(chart.episodes, found, attributed, settings, now)
     return matches

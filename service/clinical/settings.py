@@ -54,6 +54,8 @@ class ClinicalSettings:
     hba1c_poor_control_percent: float
     esi_minimum_interval: timedelta
     esi_sessions_per_year: int
+    esi_year: timedelta
+    esi_repeat_relevant: timedelta
     headache_window: timedelta
     headache_atypical_window: timedelta
     site_soreness_enabled: bool
@@ -112,6 +114,8 @@ class ClinicalSettings:
             hba1c_poor_control_percent=float(sg["hba1c_poor_control_percent"]),
             esi_minimum_interval=days(doc["repeat_esi"]["minimum_interval_days"]),
             esi_sessions_per_year=int(doc["repeat_esi"]["sessions_per_region_per_year"]),
+            esi_year=days(doc["repeat_esi"]["year_days"]),
+            esi_repeat_relevant=days(doc["repeat_esi"]["relevant_days"]),
             headache_window=days(doc["headache"]["days_after_puncture"]),
             headache_atypical_window=days(doc["headache"]["atypical_days_after_puncture"]),
             site_soreness_enabled=bool(doc["site_soreness"]["enabled"]),

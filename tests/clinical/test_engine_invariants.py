@@ -146,7 +146,8 @@ def info_catheter() -> tuple[Resources, datetime]:
         procedure("01967", CPT, id="cath", end=h(10)),
         procedure("18946005", SNOMED, id="cath2", performed=d(-2), end=d(-2) + timedelta(hours=5)),
         condition(RETENTION, id="ret", onset=h(30), verification="entered-in-error"),
-        med_admin(WARFARIN, id="warf", display="warfarin", at=h(5)),
+        # Warfarin started after removal: the 48 h monitoring window, no timing conflict.
+        med_admin(WARFARIN, id="warf", display="warfarin", at=h(12)),
         temperature(37.5, h(20), id="afebrile"),
     ], h(32)
 

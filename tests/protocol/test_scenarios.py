@@ -241,9 +241,17 @@ def test_critical_cards_suggest_stat_orders(
             assert suggestion["label"].strip()
             assert suggestion["actions"]
             for action in suggestion["actions"]:
-                assert action["type"] == "create"
                 assert action["description"].strip()
                 resource = action["resource"]
+                if action["type"] == "update":
+                    # Safety note 3: an anticoagulant order is held pending review (never
+                    # deleted), as a whole updated resource, with the thrombotic-risk caveat.
+                    ref = f"{resource['resourceType']}/{resource['id']}"
+                    assert resource["resourceType"] == "MedicationRequest" and ref in stored
+                    assert stored[ref]["status"] == "active" and resource["status"] == "on-hold"
+                    assert "thrombotic risk" in action["description"]
+                    continue
+                assert action["type"] == "create"
                 assert resource["resourceType"] == "ServiceRequest"
                 assert resource["status"] == "draft"
                 assert resource["intent"] == "order"

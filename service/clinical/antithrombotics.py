@@ -1,0 +1,308 @@
+"""R-03 (antithrombotic timing conflicts) and the ASRA facts of R-07 (clinical-spec §3.3).
+
+Each conflict is checked against the ASRA table of ``cards/asra.yaml`` using administration
+times; orders alone only say a drug was intended, so they can raise the "catheter in place"
+conflict with "timing uncertain" and nothing else. The rule decides and states the facts (drug,
+dose class, hours, interval); the wording is content.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from service.clinical import model
+from service.clinical.asra import HIGH, LOW, AsraTable, Exposure
+from service.clinical.findings import Findings
+from service.clinical.medications import ANTITHROMBOTIC, THROMBOLYTIC, WARFARIN
+from service.clinical.model import Episode, Fact, Finding, Match, MedicationEvent
+from service.clinical.settings import ClinicalSettings
+from service.clinical.timing import format_delta
+
+REMOVAL = "event_removal"
+PUNCTURE = "event_puncture"
+# Order of R-03 patterns, most important first (the card's summary names the first).
+R03_PATTERNS = (
+    "antithrombotic_in_situ",
+    "antithrombotic_after",
+    "antithrombotic_before",
+    "inr_at_removal",
+    "inr_missing",
+    "inr_in_situ",
+    "heparin_platelets",
+    "thrombolytic_after_puncture",
+)
+
+
+def _dose_phrase(exposure: Exposure) -> str:
+    if not exposure.dose_class_known:
+        return "dose_assumed_high"
+    return "dose_low" if exposure.dose_class == LOW else "dose_high"
+
+
+def _hours(delta: timedelta) -> str:
+    return format_delta(delta.total_seconds() / 3600.0)
+
+
+class _Conflicts:
+    """Collects the conflicts of one episode: pattern, summary params, facts, medications."""
+
+    def __init__(self) -> None:
+        self.found: list[tuple[str, tuple[tuple[str, str], ...], Fact, MedicationEvent | None]] = []
+        self.notes: list[Fact] = []
+
+    def add(
+        self,
+        pattern: str,
+        params: dict[str, str],
+        fact_key: str,
+        event: MedicationEvent | None = None,
+    ) -> None:
+        items = tuple(sorted(params.items()))
+        self.found.append((pattern, items, Fact(fact_key, items), event))
+
+
+def _exposures(
+    medications: Sequence[MedicationEvent], table: AsraTable, opens: datetime, closes: datetime
+) -> list[tuple[MedicationEvent, Exposure]]:
+    out = []
+    for event in medications:
+        if ANTITHROMBOTIC not in event.classes or event.start is None:
+            continue
+        if event.start.latest < opens or event.start.earliest > closes:
+            continue
+        exposure = table.classify(event)
+        if exposure is not None:
+            out.append((event, exposure))
+    return out
+
+
+def _check_dose(
+    episode: Episode, event: MedicationEvent, exposure: Exposure, out: _Conflicts
+) -> None:
+    """Triggers a (too close before), b (catheter in place) and c (too soon after) for one dose."""
+    if event.start is None:
+        return
+    at = event.start.earliest
+    interval = exposure.interval
+    base = {"drug": exposure.drug.names[0], "dose_class_phrase": _dose_phrase(exposure)}
+    punct = episode.punctured.latest
+    events = [(punct, PUNCTURE, interval.after_puncture)]
+    if episode.removed is not None:
+        events.append((episode.removed.latest, REMOVAL, interval.after_removal))
+    for moment, name, after in events:
+        gap = at - moment
+        if timedelta(0) < -gap < interval.before:
+            params = {**base, "hours": _hours(-gap), "interval": _hours(interval.before)}
+            out.add(
+                "antithrombotic_before", {**params, "event_phrase": name}, "fact_dose_before", event
+            )
+        if (
+            episode.procedure_class == model.CATHETER
+            and name == PUNCTURE
+            and episode.removed is None
+        ):
+            continue  # while the catheter stays, "after puncture" is judged by trigger b
+        if timedelta(0) <= gap < after:
+            later = [m for m, n, _ in events if m > moment]
+            if later and at >= later[0]:
+                continue  # judged against the later event (removal)
+            params = {**base, "hours": _hours(gap), "interval": _hours(after)}
+            out.add(
+                "antithrombotic_after", {**params, "event_phrase": name}, "fact_dose_after", event
+            )
+    in_place_until = episode.removed.latest if episode.removed is not None else None
+    catheter_in = (
+        episode.procedure_class == model.CATHETER
+        and at >= punct
+        and (in_place_until is None or at < in_place_until)
+    )
+    if catheter_in and not interval.catheter_allowed and THROMBOLYTIC not in event.classes:
+        out.add("antithrombotic_in_situ", base, "fact_in_situ", event)
+    if interval.note:
+        out.notes.append(
+            Fact("fact_note", (("drug", exposure.drug.names[0]), ("note", interval.note)))
+        )
+
+
+def _warfarin(
+    episode: Episode,
+    on_warfarin: bool,
+    inrs: Sequence[Finding],
+    settings: ClinicalSettings,
+    out: _Conflicts,
+) -> None:
+    """Trigger d: INR at catheter removal, or with the catheter in place."""
+    if not on_warfarin or episode.procedure_class != model.CATHETER:
+        return
+    limit = f"{settings.inr_removal_max:g}"
+    if episode.removed is not None:
+        removed = episode.removed.latest
+        before = [
+            f for f in inrs if removed - settings.inr_before_removal <= f.when.latest <= removed
+        ]
+        if not before:
+            out.add(
+                "inr_missing", {"hours": _hours(settings.inr_before_removal)}, "fact_inr_missing"
+            )
+            return
+        latest = max(before, key=lambda f: f.when.latest)
+        if latest.amount is not None and latest.amount >= settings.inr_removal_max:
+            params = {"inr": f"{latest.amount:g}", "limit": limit}
+            out.add("inr_at_removal", params, "fact_inr_high")
+    elif episode.catheter_in_situ:
+        current = [f for f in inrs if f.when.latest >= episode.punctured.earliest]
+        if current:
+            latest = max(current, key=lambda f: f.when.latest)
+            if latest.amount is not None and latest.amount > settings.inr_in_situ_max:
+                params = {"inr": f"{latest.amount:g}", "limit": f"{settings.inr_in_situ_max:g}"}
+                out.add("inr_in_situ", params, "fact_inr_in_situ")
+
+
+def _heparin_platelets(
+    episode: Episode,
+    heparin_doses: Sequence[MedicationEvent],
+    platelets: Sequence[Finding],
+    settings: ClinicalSettings,
+    out: _Conflicts,
+) -> None:
+    """Trigger e: heparin for more than 4 days and no platelet count before removal/puncture."""
+    moment, name = (
+        (episode.removed.latest, REMOVAL)
+        if episode.removed is not None
+        else (episode.punctured.latest, PUNCTURE)
+    )
+    started = [e.start.earliest for e in heparin_doses if e.start and e.start.earliest <= moment]
+    if not started or moment - min(started) <= settings.heparin_days_needing_platelets:
+        return
+    counted = [
+        f for f in platelets if moment - settings.platelets_before <= f.when.latest <= moment
+    ]
+    if not counted:
+        params = {
+            "days": _hours(settings.heparin_days_needing_platelets),
+            "hours": _hours(settings.platelets_before),
+            "event_phrase": name,
+        }
+        out.add("heparin_platelets", params, "fact_heparin_platelets")
+
+
+def timing_conflicts(
+    episode: Episode,
+    medications: Sequence[MedicationEvent],
+    findings: Findings,
+    table: AsraTable,
+    settings: ClinicalSettings,
+    now: datetime,
+) -> list[Match]:
+    """R-03: antithrombotic doses in conflict with the puncture, the catheter or its removal.
+
+    When, from 10 days before the puncture to 48 h after catheter removal, a dose falls inside an
+    ASRA interval, a "no catheter" drug is given with the catheter in place, warfarin's INR at
+    removal is 1.5 or more (or missing), heparin ran over 4 days without a platelet count, or a
+    thrombolytic follows the puncture within 10 days, then raise one warning stating each fact.
+    """
+    opens = episode.punctured.earliest - settings.antithrombotic_lookback
+    closes = (
+        episode.removed.latest + settings.antithrombotic_after_removal
+        if episode.removed is not None
+        else now
+    )
+    exposures = _exposures(medications, table, opens, closes)
+    out = _Conflicts()
+    administered = [(e, x) for e, x in exposures if e.administered]
+    given_drugs = {x.drug.key for _, x in administered}
+    for event, exposure in administered:
+        if THROMBOLYTIC in event.classes and event.start is not None:
+            gap = event.start.earliest - episode.punctured.latest
+            if timedelta(0) <= gap <= settings.thrombolytic_after_puncture:
+                params = {
+                    "drug": exposure.drug.names[0],
+                    "hours": _hours(gap),
+                    "days": _hours(settings.thrombolytic_after_puncture),
+                }
+                out.add("thrombolytic_after_puncture", params, "fact_thrombolytic", event)
+            continue
+        _check_dose(episode, event, exposure, out)
+    for event, exposure in exposures:
+        if event.administered or exposure.drug.key in given_drugs or not event.in_progress:
+            continue
+        if (
+            episode.procedure_class == model.CATHETER
+            and episode.catheter_in_situ
+            and not exposure.interval.catheter_allowed
+        ):
+            base = {"drug": exposure.drug.names[0], "dose_class_phrase": _dose_phrase(exposure)}
+            out.add("antithrombotic_in_situ", base, "fact_in_situ_order", event)
+    # The INR matters at removal only when warfarin was taken before it (or is ordered then).
+    until = episode.removed.latest if episode.removed is not None else now
+    on_warfarin = any(
+        WARFARIN in e.classes and e.start is not None and e.start.earliest <= until
+        for e, _ in exposures
+    )
+    _warfarin(episode, on_warfarin, findings.of("inr"), settings, out)
+    heparin = [e for e, x in administered if x.drug.key.startswith("heparin")]
+    _heparin_platelets(episode, heparin, findings.of("platelets"), settings, out)
+
+    if not out.found:
+        return []
+    rank = {p: i for i, p in enumerate(R03_PATTERNS)}
+    conflicts = sorted(out.found, key=lambda c: rank[c[0]])
+    pattern, summary_params, _, _ = conflicts[0]
+    facts = tuple(dict.fromkeys([*(c[2] for c in out.found), *out.notes]))
+    meds = tuple(dict.fromkeys(c[3] for c in out.found if c[3] is not None))
+    return [
+        Match(
+            pattern,
+            "R-03",
+            model.WARNING,
+            episode,
+            (),
+            params=summary_params,
+            facts=facts,
+            medications=meds,
+        )
+    ]
+
+
+def monitoring_facts(
+    episode: Episode,
+    medications: Sequence[MedicationEvent],
+    table: AsraTable,
+) -> tuple[Fact, ...]:
+    """R-07: for each antithrombotic given around the catheter, when the next step is allowed."""
+    facts: list[Fact] = []
+    latest: dict[str, tuple[MedicationEvent, Exposure]] = {}
+    for event in medications:
+        if not event.administered or ANTITHROMBOTIC not in event.classes or event.start is None:
+            continue
+        if event.start.latest < episode.punctured.earliest - timedelta(days=10):
+            continue
+        exposure = table.classify(event)
+        if exposure is None:
+            continue
+        current = latest.get(exposure.drug.key)
+        if current is None or event.start.latest > (current[0].start or event.start).latest:
+            latest[exposure.drug.key] = (event, exposure)
+    for event, exposure in latest.values():
+        base = {"drug": exposure.drug.names[0], "dose_class_phrase": _dose_phrase(exposure)}
+        if episode.catheter_in_situ and event.start is not None:
+            allowed = event.start.latest + exposure.interval.before
+            params = {
+                **base,
+                "time": allowed.isoformat(),
+                "interval": _hours(exposure.interval.before),
+            }
+            facts.append(Fact("fact_removal_not_before", tuple(sorted(params.items()))))
+        elif episode.removed is not None:
+            allowed = episode.removed.latest + exposure.interval.after_removal
+            params = {
+                **base,
+                "time": allowed.isoformat(),
+                "interval": _hours(exposure.interval.after_removal),
+            }
+            facts.append(Fact("fact_next_dose", tuple(sorted(params.items()))))
+    return tuple(facts)
+
+
+__all__ = ["HIGH", "LOW", "R03_PATTERNS", "monitoring_facts", "timing_conflicts"]
