@@ -70,6 +70,25 @@ class Settings:
             )
         },
     )
+    fhir_allowed_servers: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": (
+                "FHIR servers the service may query (comma-separated base URLs); a hook naming "
+                "any other `fhirServer` gets 412 without a connection."
+            )
+        },
+    )
+    fhir_allow_http: bool = field(
+        default=False,
+        metadata={"help": "Allow plain-http FHIR servers (test servers only)."},
+    )
+    fhir_allow_private_addresses: bool = field(
+        default=False,
+        metadata={
+            "help": "Allow FHIR servers on loopback or private addresses (local test servers only)."
+        },
+    )
     log_level: str = field(default="INFO", metadata={"help": "Python logging level."})
 
     @classmethod
@@ -114,7 +133,7 @@ def _show(default: Any) -> str:
     if default is None:
         return "unset"
     if isinstance(default, tuple):
-        return ",".join(default)
+        return ",".join(default) or "none"
     if isinstance(default, bool):
         return str(default).lower()
     return str(default)
@@ -159,6 +178,21 @@ def _origins(value: Any) -> tuple[str, ...]:
     return origins
 
 
+def _servers(value: Any) -> tuple[str, ...]:
+    from service.fhir.outbound import OutboundRefused, canonical_server
+
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    servers = []
+    for item in (str(i).strip() for i in items):
+        if not item:
+            continue
+        try:
+            servers.append(canonical_server(item))
+        except OutboundRefused as exc:
+            raise ValueError(f"{item!r} is not a usable FHIR server URL ({exc.reason})") from None
+    return tuple(servers)
+
+
 def _path(value: Any) -> Path | None:
     if value in (None, ""):
         return None
@@ -186,5 +220,8 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "fhir_page_size": _optional_int,
     "fhir_max_response_bytes": _positive(int),
     "allow_unauthenticated_fhir": _bool,
+    "fhir_allowed_servers": _servers,
+    "fhir_allow_http": _bool,
+    "fhir_allow_private_addresses": _bool,
     "log_level": _level,
 }

@@ -12,15 +12,18 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 
 from service.errors import FhirFetchError
 from service.fhir.client import (
     FhirClient,
     FhirDeadlineExceeded,
+    FhirRefused,
     FhirStatusError,
     next_link,
     origin_of,
 )
+from service.fhir.outbound import OutboundPolicy, new_session
 from tests.support.fhir_server import StubFhirServer
 
 TOKEN = "s3cr3t-token-value"
@@ -56,8 +59,18 @@ def other() -> Iterator[StubFhirServer]:
         yield server
 
 
+def local_policy(*servers: StubFhirServer) -> OutboundPolicy:
+    """Allow exactly these stub servers (plain http on 127.0.0.1), as a dev deployment would."""
+    return OutboundPolicy(
+        allowed_servers=tuple(s.base_url for s in servers),
+        require_https=False,
+        allow_private_addresses=True,
+    )
+
+
 def client_for(stub: StubFhirServer, **kwargs: Any) -> FhirClient:
     kwargs.setdefault("access_token", TOKEN)
+    kwargs.setdefault("policy", local_policy(stub))
     return FhirClient(stub.base_url, **kwargs)
 
 
@@ -194,6 +207,88 @@ def test_search_must_return_a_bundle(stub: StubFhirServer) -> None:
         client.search("Procedure", max_pages=3)
 
 
+def test_next_link_to_another_allowed_server_is_still_refused(
+    stub: StubFhirServer, other: StubFhirServer
+) -> None:
+    """Being on the allowlist is not enough: the token stays on the fhirServer origin."""
+    other.route("Procedure", bundle([proc(2)]))
+    stub.route("Procedure", bundle([proc(1)], f"{other.base_url}/Procedure?page=2"))
+    with (
+        client_for(stub, policy=local_policy(stub, other)) as client,
+        pytest.raises(FhirFetchError, match="origin"),
+    ):
+        client.search("Procedure", max_pages=10)
+    assert other.requests == []
+
+
+@pytest.mark.parametrize(
+    "next_path",
+    ["/admin/Procedure?page=2", "/fhirx/Procedure?page=2", "/fhir/../admin?page=2"],
+)
+def test_same_origin_next_link_outside_the_allowed_base_is_refused(
+    stub: StubFhirServer, next_path: str
+) -> None:
+    """A same-origin ``next`` link must also pass the policy (it may point at another app)."""
+    stub.route(next_path.partition("?")[0], bundle([proc(2)]))
+    stub.route("Procedure", bundle([proc(1)], f"{stub.origin}{next_path}"))
+    with client_for(stub) as client, pytest.raises(FhirRefused) as info:
+        client.search("Procedure", max_pages=10)
+    assert info.value.reason in ("not_allowlisted", "bad_url")
+    assert [r.path for r in stub.requests] == ["/fhir/Procedure"]
+
+
+def test_base_url_off_the_allowlist_is_refused_before_any_request(
+    stub: StubFhirServer, other: StubFhirServer
+) -> None:
+    stub.route("Patient/123", PATIENT)
+    with pytest.raises(FhirRefused) as info:
+        FhirClient(stub.base_url, policy=local_policy(other), access_token=TOKEN)
+    assert info.value.reason == "not_allowlisted"
+    assert TOKEN not in str(info.value)
+    assert stub.requests == []
+
+
+def test_plain_http_is_refused_when_https_is_required(stub: StubFhirServer) -> None:
+    policy = OutboundPolicy(allowed_servers=(stub.base_url,), allow_private_addresses=True)
+    with pytest.raises(FhirRefused) as info:
+        FhirClient(stub.base_url, policy=policy)
+    assert info.value.reason == "not_https"
+    assert stub.requests == []
+
+
+def test_loopback_server_is_refused_in_production_mode(stub: StubFhirServer) -> None:
+    """127.0.0.1 is a private address: refused even when allowlisted, unless dev mode allows it."""
+    stub.route("Patient/123", PATIENT)
+    policy = OutboundPolicy(allowed_servers=(stub.base_url,), require_https=False)
+    with pytest.raises(FhirRefused) as info:
+        FhirClient(stub.base_url, policy=policy, access_token=TOKEN)
+    assert info.value.reason == "private_address"
+    assert stub.requests == []
+
+
+def test_a_caller_session_must_be_guarded(stub: StubFhirServer) -> None:
+    stub.route("Patient/123", PATIENT)
+    production_like = OutboundPolicy(allowed_servers=("https://ehr.example.org/fhir",))
+    plain = requests.Session()
+    with pytest.raises(ValueError, match="new_session"):
+        FhirClient("https://ehr.example.org/fhir", policy=production_like, session=plain)
+    plain.close()
+    # A guarded session is accepted and is not closed by the client (the caller owns it).
+    shared = new_session(local_policy(stub))
+    with client_for(stub, session=shared) as client:
+        assert client.get("Patient/123") == PATIENT
+    with client_for(stub, session=shared) as client:
+        assert client.get("Patient/123") == PATIENT
+    shared.close()
+    assert len(stub.requests) == 2
+
+
+def test_close_forgets_the_token(stub: StubFhirServer) -> None:
+    client = client_for(stub)
+    client.close()
+    assert TOKEN not in repr(vars(client))
+
+
 def test_relative_references_resolve_against_the_base(stub: StubFhirServer) -> None:
     client = client_for(stub)
     assert client.resolve("Patient/1") == f"{stub.base_url}/Patient/1"
@@ -251,6 +346,12 @@ def test_read_timeout_is_clipped_to_the_deadline(stub: StubFhirServer) -> None:
 def test_connection_refused_is_a_fetch_error() -> None:
     with StubFhirServer() as dead:
         url = dead.base_url
-    with FhirClient(url, access_token=TOKEN) as client, pytest.raises(FhirFetchError) as info:
+    policy = OutboundPolicy(
+        allowed_servers=(url,), require_https=False, allow_private_addresses=True
+    )
+    with (
+        FhirClient(url, policy=policy, access_token=TOKEN) as client,
+        pytest.raises(FhirFetchError) as info,
+    ):
         client.get("Patient/123")
     assert TOKEN not in str(info.value)

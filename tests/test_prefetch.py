@@ -8,14 +8,18 @@ call took, and what came back or which 412 was raised.
 from __future__ import annotations
 
 import logging
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import requests
 
 from service.errors import PrefetchUnavailable
+from service.fhir.outbound import OutboundPolicy, new_session
 from service.fhir.prefetch import (
+    NOT_ALLOWED_MESSAGE,
     FetchSettings,
     PrefetchTemplate,
     ResolvedPrefetch,
@@ -35,7 +39,7 @@ OBS_OPTIONAL = PrefetchTemplate(
     "Observation?patient={{context.patientId}}&code=http://loinc.org|8310-5",
     required=False,
 )
-FAST = FetchSettings(deadline_s=2.0)
+FAST = FetchSettings(deadline_s=2.0)  # production outbound policy: allows no server at all
 OUTCOME: dict[str, Any] = {
     "resourceType": "OperationOutcome",
     "issue": [{"severity": "error", "code": "exception", "diagnostics": "backend down"}],
@@ -103,6 +107,24 @@ def hook_request(
     if prefetch is not None:
         req["prefetch"] = prefetch
     return req
+
+
+def local_policy(*servers: StubFhirServer) -> OutboundPolicy:
+    """Allow exactly these stub servers (plain http on 127.0.0.1), as a dev deployment would."""
+    return OutboundPolicy(
+        allowed_servers=tuple(s.base_url for s in servers),
+        require_https=False,
+        allow_private_addresses=True,
+    )
+
+
+def local(stub: StubFhirServer, **kwargs: Any) -> FetchSettings:
+    """FetchSettings whose outbound policy allows only ``stub``."""
+    return FetchSettings(policy=local_policy(stub), **kwargs)
+
+
+def fast(stub: StubFhirServer) -> FetchSettings:
+    return local(stub, deadline_s=2.0)
 
 
 def ids(resolved: ResolvedPrefetch, key: str) -> list[str]:
@@ -197,7 +219,7 @@ def test_prefetched_resource_and_bundle_are_used_without_any_request(stub: StubF
     req = hook_request(
         stub, prefetch={"patient": PATIENT, "procedures": searchset([proc(1), proc(2)])}
     )
-    resolved = resolve_prefetch(req, [PATIENT_READ, PROCEDURES], FAST)
+    resolved = resolve_prefetch(req, [PATIENT_READ, PROCEDURES], fast(stub))
     assert ids(resolved, "patient") == [PATIENT_ID]
     assert ids(resolved, "procedures") == ["p1", "p2"]
     assert dict(resolved.origin) == {"patient": "prefetch", "procedures": "prefetch"}
@@ -214,7 +236,7 @@ def test_operation_outcome_entries_are_dropped_from_prefetched_bundles(
         {"resource": {"resourceType": "Procedure", "id": "flagged"}, "search": {"mode": "outcome"}},
     ]
     req = hook_request(stub, prefetch={"procedures": searchset([proc(1)], outcomes=outcomes)})
-    resolved = resolve_prefetch(req, [PROCEDURES], FAST)
+    resolved = resolve_prefetch(req, [PROCEDURES], fast(stub))
     assert ids(resolved, "procedures") == ["p1"]
     assert resolved.origin["procedures"] == "prefetch"
     assert stub.requests == []
@@ -236,7 +258,7 @@ def test_null_or_empty_bundle_is_no_data_and_never_refetched(
 ) -> None:
     route_procedures(stub, [proc(1)])
     req = hook_request(stub, prefetch={"procedures": value, "patient": None})
-    resolved = resolve_prefetch(req, [PROCEDURES, PATIENT_READ], FAST)
+    resolved = resolve_prefetch(req, [PROCEDURES, PATIENT_READ], fast(stub))
     assert resolved.resources["procedures"] == () and resolved.resources["patient"] == ()
     assert dict(resolved.origin) == {"procedures": "none", "patient": "none"}
     assert stub.requests == []
@@ -247,7 +269,7 @@ def test_null_or_empty_bundle_is_no_data_and_never_refetched(
 
 def test_absent_key_is_fetched_with_bearer_token_and_fhir_accept(stub: StubFhirServer) -> None:
     route_procedures(stub, [proc(1), proc(2)])
-    resolved = resolve_prefetch(hook_request(stub), [PROCEDURES], FAST)
+    resolved = resolve_prefetch(hook_request(stub), [PROCEDURES], fast(stub))
     assert ids(resolved, "procedures") == ["p1", "p2"]
     assert resolved.origin["procedures"] == "fetched"
     [req] = stub.requests
@@ -271,7 +293,7 @@ def test_operation_outcome_prefetch_is_treated_as_absent(
 ) -> None:
     route_procedures(stub, [proc(7)])
     resolved = resolve_prefetch(
-        hook_request(stub, prefetch={"procedures": value}), [PROCEDURES], FAST
+        hook_request(stub, prefetch={"procedures": value}), [PROCEDURES], fast(stub)
     )
     assert ids(resolved, "procedures") == ["p7"]
     assert resolved.origin["procedures"] == "fetched"
@@ -281,7 +303,7 @@ def test_operation_outcome_prefetch_is_treated_as_absent(
 def test_no_authorization_means_no_request_and_412_for_required(stub: StubFhirServer) -> None:
     route_procedures(stub, [proc(1)])
     with pytest.raises(PrefetchUnavailable) as info:
-        resolve_prefetch(hook_request(stub, token=None), [PROCEDURES], FAST)
+        resolve_prefetch(hook_request(stub, token=None), [PROCEDURES], fast(stub))
     assert info.value.status == 412
     assert "'procedures'" in info.value.message
     assert stub.requests == []
@@ -289,7 +311,7 @@ def test_no_authorization_means_no_request_and_412_for_required(stub: StubFhirSe
 
 def test_no_authorization_optional_key_is_unavailable_without_request(stub: StubFhirServer) -> None:
     req = hook_request(stub, token=None, prefetch={"procedures": searchset([proc(1)])})
-    resolved = resolve_prefetch(req, [PROCEDURES, OBS_OPTIONAL], FAST)
+    resolved = resolve_prefetch(req, [PROCEDURES, OBS_OPTIONAL], fast(stub))
     assert resolved.origin["temperature"] == "unavailable"
     assert resolved.unavailable == ("temperature",)
     assert resolved.resources["temperature"] == ()
@@ -298,7 +320,7 @@ def test_no_authorization_optional_key_is_unavailable_without_request(stub: Stub
 
 def test_allow_unauthenticated_fetches_without_authorization_header(stub: StubFhirServer) -> None:
     route_procedures(stub, [proc(1)])
-    settings = FetchSettings(deadline_s=2.0, allow_unauthenticated=True)
+    settings = local(stub, deadline_s=2.0, allow_unauthenticated=True)
     resolved = resolve_prefetch(hook_request(stub, token=None), [PROCEDURES], settings)
     assert ids(resolved, "procedures") == ["p1"]
     [req] = stub.requests
@@ -324,7 +346,7 @@ def route_three_pages(stub: StubFhirServer) -> None:
 
 def test_fetch_follows_three_pages_with_the_token_on_each(stub: StubFhirServer) -> None:
     route_three_pages(stub)
-    resolved = resolve_prefetch(hook_request(stub), [PROCEDURES], FAST)
+    resolved = resolve_prefetch(hook_request(stub), [PROCEDURES], fast(stub))
     assert ids(resolved, "procedures") == ["p1", "p2", "p3", "p4", "p5"]
     assert resolved.partial == frozenset()
     reqs = stub.requests
@@ -335,14 +357,14 @@ def test_fetch_follows_three_pages_with_the_token_on_each(stub: StubFhirServer) 
 def test_page_cap_on_required_key_is_412(stub: StubFhirServer) -> None:
     route_three_pages(stub)
     with pytest.raises(PrefetchUnavailable):
-        resolve_prefetch(hook_request(stub), [PROCEDURES], FetchSettings(max_pages=2))
+        resolve_prefetch(hook_request(stub), [PROCEDURES], local(stub, max_pages=2))
     assert len(stub.requests) == 2
 
 
 def test_page_cap_on_optional_key_keeps_what_came_and_marks_partial(stub: StubFhirServer) -> None:
     route_three_pages(stub)
     optional = PrefetchTemplate("procedures", PROC_TEMPLATE, required=False)
-    resolved = resolve_prefetch(hook_request(stub), [optional], FetchSettings(max_pages=2))
+    resolved = resolve_prefetch(hook_request(stub), [optional], local(stub, max_pages=2))
     assert ids(resolved, "procedures") == ["p1", "p2", "p3", "p4"]
     assert resolved.origin["procedures"] == "fetched"
     assert resolved.partial == frozenset({"procedures"})
@@ -353,7 +375,7 @@ def test_prefetched_bundle_with_next_link_is_followed_with_token(stub: StubFhirS
     stub.route("Procedure?pg=2", searchset([proc(3)]))
     first = searchset([proc(1), proc(2)], f"{stub.base_url}/Procedure?pg=2")
     resolved = resolve_prefetch(
-        hook_request(stub, prefetch={"procedures": first}), [PROCEDURES], FAST
+        hook_request(stub, prefetch={"procedures": first}), [PROCEDURES], fast(stub)
     )
     assert ids(resolved, "procedures") == ["p1", "p2", "p3"]
     assert resolved.origin["procedures"] == "prefetch"
@@ -367,9 +389,9 @@ def test_prefetched_next_link_without_token(stub: StubFhirServer) -> None:
     first = searchset([proc(1)], f"{stub.base_url}/Procedure?pg=2")
     req = hook_request(stub, token=None, prefetch={"procedures": first})
     with pytest.raises(PrefetchUnavailable):
-        resolve_prefetch(req, [PROCEDURES], FAST)
+        resolve_prefetch(req, [PROCEDURES], fast(stub))
     optional = PrefetchTemplate("procedures", PROC_TEMPLATE, required=False)
-    resolved = resolve_prefetch(req, [optional], FAST)
+    resolved = resolve_prefetch(req, [optional], fast(stub))
     assert ids(resolved, "procedures") == ["p1"]
     assert resolved.origin["procedures"] == "prefetch"
     assert resolved.partial == frozenset({"procedures"})
@@ -383,7 +405,7 @@ def test_prefetched_next_link_failure_on_optional_key_keeps_first_page(
     first = searchset([proc(1)], f"{stub.base_url}/Procedure?pg=2")
     optional = PrefetchTemplate("procedures", PROC_TEMPLATE, required=False)
     resolved = resolve_prefetch(
-        hook_request(stub, prefetch={"procedures": first}), [optional], FAST
+        hook_request(stub, prefetch={"procedures": first}), [optional], fast(stub)
     )
     assert ids(resolved, "procedures") == ["p1"]
     assert resolved.partial == frozenset({"procedures"})
@@ -396,9 +418,9 @@ def test_next_link_to_another_port_fails_and_sends_nothing_there(
     other.route("Procedure", searchset([proc(2)]))
     stub.route("Procedure", searchset([proc(1)], f"{other.base_url}/Procedure?pg=2"))
     with pytest.raises(PrefetchUnavailable):
-        resolve_prefetch(hook_request(stub), [PROCEDURES], FAST)
+        resolve_prefetch(hook_request(stub), [PROCEDURES], fast(stub))
     optional = PrefetchTemplate("procedures", PROC_TEMPLATE, required=False)
-    resolved = resolve_prefetch(hook_request(stub), [optional], FAST)
+    resolved = resolve_prefetch(hook_request(stub), [optional], fast(stub))
     assert resolved.origin["procedures"] == "unavailable"
     assert other.requests == []
 
@@ -407,7 +429,7 @@ def test_redirect_is_not_followed(stub: StubFhirServer, other: StubFhirServer) -
     other.route("Procedure", searchset([proc(1)]))
     stub.route("Procedure", None, status=307, headers={"Location": f"{other.base_url}/Procedure"})
     with pytest.raises(PrefetchUnavailable):
-        resolve_prefetch(hook_request(stub), [PROCEDURES], FAST)
+        resolve_prefetch(hook_request(stub), [PROCEDURES], fast(stub))
     assert len(stub.requests) == 1
     assert other.requests == []
 
@@ -421,7 +443,7 @@ def test_missing_keys_are_fetched_in_parallel(stub: StubFhirServer) -> None:
     stub.route(f"Patient/{PATIENT_ID}", PATIENT, delay_s=0.3)
     started = time.monotonic()
     resolved = resolve_prefetch(
-        hook_request(stub), [PROCEDURES, OBS_OPTIONAL, PATIENT_READ], FetchSettings(deadline_s=2.0)
+        hook_request(stub), [PROCEDURES, OBS_OPTIONAL, PATIENT_READ], local(stub, deadline_s=2.0)
     )
     elapsed = time.monotonic() - started
     assert elapsed < 0.75, f"3 x 0.3 s fetches took {elapsed:.2f} s: not parallel"
@@ -435,7 +457,7 @@ def test_missing_keys_are_fetched_in_parallel(stub: StubFhirServer) -> None:
 
 def test_deadline_holds_for_a_hanging_server(stub: StubFhirServer) -> None:
     stub.route("Procedure", searchset([proc(1)]), delay_s=3.0)
-    settings = FetchSettings(deadline_s=0.5, read_timeout_s=5.0)
+    settings = local(stub, deadline_s=0.5, read_timeout_s=5.0)
     started = time.monotonic()
     with pytest.raises(PrefetchUnavailable):
         resolve_prefetch(hook_request(stub), [PROCEDURES], settings)
@@ -446,7 +468,7 @@ def test_deadline_holds_for_a_hanging_server(stub: StubFhirServer) -> None:
 def test_deadline_on_optional_key_returns_promptly_as_unavailable(stub: StubFhirServer) -> None:
     stub.route("Observation", searchset([]), delay_s=3.0)
     route_procedures(stub, [proc(1)])
-    settings = FetchSettings(deadline_s=0.4, read_timeout_s=5.0)
+    settings = local(stub, deadline_s=0.4, read_timeout_s=5.0)
     started = time.monotonic()
     resolved = resolve_prefetch(hook_request(stub), [PROCEDURES, OBS_OPTIONAL], settings)
     assert time.monotonic() - started < 0.4 * 1.1 + 0.2
@@ -459,7 +481,7 @@ def test_one_deadline_covers_all_pages(stub: StubFhirServer) -> None:
         "Procedure?pg=2", searchset([proc(2)], f"{stub.base_url}/Procedure?pg=3"), delay_s=0.25
     )
     stub.route("Procedure?pg=3", searchset([proc(3)]), delay_s=0.25)
-    settings = FetchSettings(deadline_s=0.6, read_timeout_s=2.0)
+    settings = local(stub, deadline_s=0.6, read_timeout_s=2.0)
     started = time.monotonic()
     with pytest.raises(PrefetchUnavailable):
         resolve_prefetch(hook_request(stub), [PROCEDURES], settings)
@@ -470,7 +492,7 @@ def test_one_deadline_covers_all_pages(stub: StubFhirServer) -> None:
 def test_fhir_server_errors_are_412_for_required(stub: StubFhirServer, status: int) -> None:
     stub.route("Procedure", OUTCOME, status=status)
     with pytest.raises(PrefetchUnavailable) as info:
-        resolve_prefetch(hook_request(stub), [PROCEDURES], FAST)
+        resolve_prefetch(hook_request(stub), [PROCEDURES], fast(stub))
     assert info.value.status == 412
     assert info.value.diagnostics is not None and str(status) in info.value.diagnostics
 
@@ -489,21 +511,21 @@ def test_bad_bodies_fail_required_and_optional_keys(stub: StubFhirServer, body: 
     stub.route("Procedure", body)
     stub.route("Observation", body)
     with pytest.raises(PrefetchUnavailable):
-        resolve_prefetch(hook_request(stub), [PROCEDURES], FAST)
-    resolved = resolve_prefetch(hook_request(stub), [OBS_OPTIONAL], FAST)
+        resolve_prefetch(hook_request(stub), [PROCEDURES], fast(stub))
+    resolved = resolve_prefetch(hook_request(stub), [OBS_OPTIONAL], fast(stub))
     assert resolved.origin["temperature"] == "unavailable"
 
 
 def test_oversized_response_fails(stub: StubFhirServer) -> None:
     route_procedures(stub, [proc(i) for i in range(200)], omit_length=True)
     with pytest.raises(PrefetchUnavailable):
-        resolve_prefetch(hook_request(stub), [PROCEDURES], FetchSettings(max_response_bytes=5_000))
+        resolve_prefetch(hook_request(stub), [PROCEDURES], local(stub, max_response_bytes=5_000))
 
 
 def test_optional_failure_does_not_fail_the_call(stub: StubFhirServer) -> None:
     route_procedures(stub, [proc(1)])
     stub.route("Observation", OUTCOME, status=503)
-    resolved = resolve_prefetch(hook_request(stub), [PROCEDURES, OBS_OPTIONAL], FAST)
+    resolved = resolve_prefetch(hook_request(stub), [PROCEDURES, OBS_OPTIONAL], fast(stub))
     assert resolved.origin["procedures"] == "fetched"
     assert resolved.unavailable == ("temperature",)
 
@@ -514,7 +536,7 @@ def test_412_message_names_the_key_only(
     stub.route("Procedure", OUTCOME, status=401)
     caplog.set_level(logging.DEBUG, logger="service")
     with pytest.raises(PrefetchUnavailable) as info:
-        resolve_prefetch(hook_request(stub), [PROCEDURES], FAST)
+        resolve_prefetch(hook_request(stub), [PROCEDURES], fast(stub))
     err = info.value
     assert err.message == "required data 'procedures' could not be obtained from the FHIR server"
     leaked = [TOKEN, PATIENT_ID, "patient=", "backend down"]
@@ -529,9 +551,9 @@ def test_unfillable_template_is_412_for_required_and_unavailable_for_optional(
 ) -> None:
     enc = PrefetchTemplate("encounter", "Encounter/{{context.encounterId}}", required=True)
     with pytest.raises(PrefetchUnavailable, match="'encounter'"):
-        resolve_prefetch(hook_request(stub), [enc], FAST)
+        resolve_prefetch(hook_request(stub), [enc], fast(stub))
     optional = PrefetchTemplate("encounter", enc.template, required=False)
-    resolved = resolve_prefetch(hook_request(stub), [optional], FAST)
+    resolved = resolve_prefetch(hook_request(stub), [optional], fast(stub))
     assert resolved.origin["encounter"] == "unavailable"
     assert stub.requests == []
 
@@ -543,8 +565,10 @@ def test_unfillable_template_is_412_for_required_and_unavailable_for_optional(
 def test_expired_or_invalid_token_is_never_used(stub: StubFhirServer, expires_in: Any) -> None:
     route_procedures(stub, [proc(1)])
     with pytest.raises(PrefetchUnavailable):
-        resolve_prefetch(hook_request(stub, expires_in=expires_in), [PROCEDURES], FAST)
-    resolved = resolve_prefetch(hook_request(stub, expires_in=expires_in), [OBS_OPTIONAL], FAST)
+        resolve_prefetch(hook_request(stub, expires_in=expires_in), [PROCEDURES], fast(stub))
+    resolved = resolve_prefetch(
+        hook_request(stub, expires_in=expires_in), [OBS_OPTIONAL], fast(stub)
+    )
     assert resolved.origin["temperature"] == "unavailable"
     assert stub.requests == []
 
@@ -557,7 +581,7 @@ def test_token_expiry_caps_the_deadline(stub: StubFhirServer) -> None:
         resolve_prefetch(
             hook_request(stub, expires_in=1),
             [PROCEDURES],
-            FetchSettings(deadline_s=5.0),
+            local(stub, deadline_s=5.0),
             received_at=received_at,
         )
     assert time.monotonic() - started < 0.2 * 1.1 + 0.2
@@ -565,7 +589,7 @@ def test_token_expiry_caps_the_deadline(stub: StubFhirServer) -> None:
 
 def test_received_at_must_be_monotonic_time(stub: StubFhirServer) -> None:
     with pytest.raises(ValueError, match="monotonic"):
-        resolve_prefetch(hook_request(stub), [PROCEDURES], FAST, received_at=time.time())
+        resolve_prefetch(hook_request(stub), [PROCEDURES], fast(stub), received_at=time.time())
 
 
 # -- rule 5 and page_size ---------------------------------------------------------------------
@@ -573,13 +597,13 @@ def test_received_at_must_be_monotonic_time(stub: StubFhirServer) -> None:
 
 def test_read_returns_the_single_resource(stub: StubFhirServer) -> None:
     stub.route(f"Patient/{PATIENT_ID}", PATIENT)
-    resolved = resolve_prefetch(hook_request(stub), [PATIENT_READ], FAST)
+    resolved = resolve_prefetch(hook_request(stub), [PATIENT_READ], fast(stub))
     assert resolved.resources["patient"] == (PATIENT,)
     assert resolved.origin["patient"] == "fetched"
 
 
 def test_read_404_is_no_data(stub: StubFhirServer) -> None:
-    resolved = resolve_prefetch(hook_request(stub), [PATIENT_READ], FAST)
+    resolved = resolve_prefetch(hook_request(stub), [PATIENT_READ], fast(stub))
     assert resolved.resources["patient"] == ()
     assert resolved.origin["patient"] == "none"
     assert stub.requests[0].path == f"/fhir/Patient/{PATIENT_ID}"
@@ -593,7 +617,7 @@ def test_page_size_appends_count_to_searches_only(stub: StubFhirServer) -> None:
         "obs", "Observation?patient={{context.patientId}}&_count=3", required=True
     )
     bare = PrefetchTemplate("all", "Observation", required=True)
-    settings = FetchSettings(page_size=50)
+    settings = local(stub, page_size=50)
     resolve_prefetch(hook_request(stub), [PROCEDURES, with_count, PATIENT_READ, bare], settings)
     by_path: dict[str, list[dict[str, list[str]]]] = {}
     for r in stub.requests:
@@ -605,7 +629,7 @@ def test_page_size_appends_count_to_searches_only(stub: StubFhirServer) -> None:
 
 def test_no_page_size_leaves_query_alone(stub: StubFhirServer) -> None:
     route_procedures(stub, [])
-    resolve_prefetch(hook_request(stub), [PROCEDURES], FAST)
+    resolve_prefetch(hook_request(stub), [PROCEDURES], fast(stub))
     assert "_count" not in stub.requests[0].params
 
 
@@ -617,6 +641,156 @@ def test_duplicate_template_keys_are_rejected() -> None:
 def test_every_template_key_is_reported(stub: StubFhirServer) -> None:
     route_procedures(stub, [proc(1)])
     req = hook_request(stub, prefetch={"patient": PATIENT, "unrelated": PATIENT})
-    resolved = resolve_prefetch(req, [PATIENT_READ, PROCEDURES, OBS_OPTIONAL], FAST)
+    resolved = resolve_prefetch(req, [PATIENT_READ, PROCEDURES, OBS_OPTIONAL], fast(stub))
     assert list(resolved.resources) == ["patient", "procedures", "temperature"]
     assert list(resolved.origin) == ["patient", "procedures", "temperature"]
+
+
+# -- outbound policy (SSRF) ---------------------------------------------------------------------
+
+
+def test_server_off_the_allowlist_is_412_and_nothing_is_sent(
+    stub: StubFhirServer, other: StubFhirServer
+) -> None:
+    route_procedures(stub, [proc(1)])
+    with pytest.raises(PrefetchUnavailable) as info:
+        resolve_prefetch(hook_request(stub), [PROCEDURES, OBS_OPTIONAL], fast(other))
+    assert info.value.status == 412
+    assert info.value.message == NOT_ALLOWED_MESSAGE
+    assert info.value.diagnostics == "not_allowlisted"
+    assert stub.requests == [] and other.requests == []
+
+
+def test_refused_server_makes_optional_keys_unavailable_without_requests(
+    stub: StubFhirServer, other: StubFhirServer
+) -> None:
+    route_procedures(stub, [proc(1)])
+    req = hook_request(stub, prefetch={"procedures": searchset([proc(1)])})
+    resolved = resolve_prefetch(req, [PROCEDURES, OBS_OPTIONAL], fast(other))
+    assert dict(resolved.origin) == {"procedures": "prefetch", "temperature": "unavailable"}
+    assert stub.requests == []
+
+
+def test_refused_server_and_a_prefetched_next_link(
+    stub: StubFhirServer, other: StubFhirServer
+) -> None:
+    stub.route("Procedure?pg=2", searchset([proc(2)]))
+    first = searchset([proc(1)], f"{stub.base_url}/Procedure?pg=2")
+    req = hook_request(stub, prefetch={"procedures": first})
+    with pytest.raises(PrefetchUnavailable) as info:
+        resolve_prefetch(req, [PROCEDURES], fast(other))
+    assert info.value.message == NOT_ALLOWED_MESSAGE
+    optional = PrefetchTemplate("procedures", PROC_TEMPLATE, required=False)
+    resolved = resolve_prefetch(req, [optional], fast(other))
+    assert ids(resolved, "procedures") == ["p1"]
+    assert resolved.partial == frozenset({"procedures"})
+    assert stub.requests == []
+
+
+def test_production_default_refuses_every_fetch(stub: StubFhirServer) -> None:
+    """FetchSettings() without a policy (as built by code not yet configured) fails closed."""
+    route_procedures(stub, [proc(1)])
+    with pytest.raises(PrefetchUnavailable) as info:
+        resolve_prefetch(hook_request(stub), [PROCEDURES], FetchSettings())
+    assert info.value.diagnostics == "not_https"  # the stub speaks plain http
+    assert stub.requests == []
+
+
+def test_production_default_refuses_https_servers_without_dns(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_dns(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a refused server must not even be looked up")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    req = {**hook_request(None), "fhirServer": "https://ehr.example.org/fhir"}
+    with pytest.raises(PrefetchUnavailable) as info:
+        resolve_prefetch(req, [PROCEDURES], FetchSettings())
+    assert info.value.message == NOT_ALLOWED_MESSAGE
+    assert info.value.diagnostics == "not_allowlisted"
+
+
+def test_fully_prefetched_call_needs_no_policy_check_and_no_dns(
+    stub: StubFhirServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_dns(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("no DNS lookup expected")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_dns)
+    req = hook_request(stub, prefetch={"procedures": searchset([proc(1)]), "patient": PATIENT})
+    resolved = resolve_prefetch(req, [PROCEDURES, PATIENT_READ], FAST)
+    assert dict(resolved.origin) == {"procedures": "prefetch", "patient": "prefetch"}
+    assert stub.requests == []
+
+
+def test_http_server_is_refused_when_https_is_required(stub: StubFhirServer) -> None:
+    policy = OutboundPolicy(allowed_servers=(stub.base_url,), allow_private_addresses=True)
+    with pytest.raises(PrefetchUnavailable) as info:
+        resolve_prefetch(hook_request(stub), [PROCEDURES], FetchSettings(policy=policy))
+    assert info.value.diagnostics == "not_https"
+    assert stub.requests == []
+
+
+def test_extra_allowed_adds_servers_for_one_call(stub: StubFhirServer) -> None:
+    route_procedures(stub, [proc(1)])
+    nothing = OutboundPolicy(require_https=False, allow_private_addresses=True)
+    settings = FetchSettings(deadline_s=2.0, policy=nothing)
+    with pytest.raises(PrefetchUnavailable):
+        resolve_prefetch(hook_request(stub), [PROCEDURES], settings)
+    assert stub.requests == []
+    resolved = resolve_prefetch(
+        hook_request(stub), [PROCEDURES], settings, extra_allowed=(stub.base_url,)
+    )
+    assert ids(resolved, "procedures") == ["p1"]
+    assert len(stub.requests) == 1
+
+
+def test_policy_is_checked_once_per_call(
+    stub: StubFhirServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    route_procedures(stub, [proc(1)])
+    stub.route("Observation", searchset([]))
+    stub.route(f"Patient/{PATIENT_ID}", PATIENT)
+    calls: list[str] = []
+    real_check = OutboundPolicy.check
+
+    def counting(self: OutboundPolicy, url: str, *, extra_allowed: tuple[str, ...] = ()) -> None:
+        calls.append(url)
+        real_check(self, url, extra_allowed=extra_allowed)
+
+    monkeypatch.setattr(OutboundPolicy, "check", counting)
+    resolve_prefetch(hook_request(stub), [PROCEDURES, OBS_OPTIONAL, PATIENT_READ], fast(stub))
+    assert calls == [stub.base_url]
+    assert len(stub.requests) == 3
+
+
+def test_same_origin_next_link_outside_the_allowed_base_is_not_fetched(
+    stub: StubFhirServer,
+) -> None:
+    stub.route("/admin/export", searchset([proc(2)]))
+    first = searchset([proc(1)], f"{stub.origin}/admin/export")
+    req = hook_request(stub, prefetch={"procedures": first})
+    with pytest.raises(PrefetchUnavailable) as info:
+        resolve_prefetch(req, [PROCEDURES], fast(stub))
+    assert info.value.diagnostics is not None and "not_allowlisted" in info.value.diagnostics
+    assert stub.requests == []
+
+
+def test_caller_session_must_be_guarded(stub: StubFhirServer) -> None:
+    route_procedures(stub, [proc(1)])
+    plain = requests.Session()
+    with pytest.raises(ValueError, match="new_session"):
+        resolve_prefetch(hook_request(stub), [PROCEDURES], FAST, session=plain)
+    plain.close()
+    production_like = OutboundPolicy(allowed_servers=(stub.base_url,), require_https=False)
+    guarded = new_session(production_like)
+    settings = FetchSettings(deadline_s=2.0, policy=production_like)
+    with pytest.raises(PrefetchUnavailable) as info:  # accepted, and 127.0.0.1 is private
+        resolve_prefetch(hook_request(stub), [PROCEDURES], settings, session=guarded)
+    assert info.value.diagnostics == "private_address"
+    guarded.close()
+    shared = new_session(local_policy(stub))
+    resolved = resolve_prefetch(hook_request(stub), [PROCEDURES], fast(stub), session=shared)
+    shared.close()
+    assert ids(resolved, "procedures") == ["p1"]
+    assert len(stub.requests) == 1

@@ -20,6 +20,7 @@ from service.cdshooks import schemas
 from service.config import Settings
 from service.content import Content, ServiceDefinition
 from service.errors import InvalidRequest, NotFound
+from service.fhir.outbound import OutboundPolicy
 from service.fhir.prefetch import (
     FetchSettings,
     PrefetchTemplate,
@@ -52,6 +53,11 @@ def fetch_settings(settings: Settings) -> FetchSettings:
         max_response_bytes=settings.fhir_max_response_bytes,
         page_size=settings.fhir_page_size,
         allow_unauthenticated=settings.allow_unauthenticated_fhir,
+        policy=OutboundPolicy(
+            allowed_servers=settings.fhir_allowed_servers,
+            require_https=not settings.fhir_allow_http,
+            allow_private_addresses=settings.fhir_allow_private_addresses,
+        ),
     )
 
 

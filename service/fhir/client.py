@@ -5,8 +5,14 @@ that is "extremely sensitive, transient" (https://cds-hooks.hl7.org/2.0/#fhir-re
 Every safety property of a single request lives here, in one place, so prefetch logic cannot
 forget one of them:
 
+* every URL must pass the hospital's :class:`~service.fhir.outbound.OutboundPolicy` (allowlist,
+  https, no userinfo) and the connection goes through the guarded transport of
+  :mod:`service.fhir.outbound`, which only connects to public addresses it has just checked
+  (SSRF and DNS-rebinding safety);
 * the token is sent only to the ``fhirServer`` origin (scheme, host and port), including on
-  ``Bundle.link[next]`` pages, and never to a redirect target (redirects are not followed);
+  ``Bundle.link[next]`` pages, and never to a redirect target (redirects are not followed); it
+  lives in the client object for one hook invocation, goes into per-request headers only (never
+  onto a possibly shared session) and is dropped on :meth:`FhirClient.close`;
 * every call has (connect, read) timeouts clipped to one absolute deadline, so a slow server
   cannot hold a hook call past its budget;
 * responses are streamed and cut off at a size cap, so a huge or hostile body cannot exhaust
@@ -30,6 +36,14 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from service.errors import FhirFetchError
+from service.fhir.outbound import (
+    PRIVATE_ADDRESS,
+    OutboundPolicy,
+    OutboundRefused,
+    blocked_by_transport,
+    new_session,
+    session_is_guarded,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +62,18 @@ class FhirStatusError(FhirFetchError):
 
 class FhirDeadlineExceeded(FhirFetchError):
     """The overall deadline passed before or during a request."""
+
+
+class FhirRefused(FhirFetchError):
+    """The outbound policy (or the guarded transport) refused a URL; nothing was sent.
+
+    ``reason`` is an :mod:`service.fhir.outbound` reason such as ``"not_allowlisted"``. A
+    :class:`FhirFetchError` so that prefetch treats it like any failed query of that key.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"FHIR URL refused by the outbound policy ({reason})")
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -93,14 +119,22 @@ class FhirClient:
 
     Create one per hook invocation: the token must not outlive it. ``deadline`` is an absolute
     ``time.monotonic()`` value; once it has passed (or ``cancel`` is set, e.g. because the hook
-    call already failed) no further request is started. When no
-    ``session`` is given the client owns one and closes it in :meth:`close`.
+    call already failed) no further request is started. ``policy`` is required so that no caller
+    can forget it; ``extra_allowed`` is the per-issuer allowlist. When no ``session`` is given the
+    client owns a guarded one (:func:`~service.fhir.outbound.new_session`) and closes it in
+    :meth:`close`; a given session must be guarded too (``ValueError`` otherwise), because a plain
+    ``requests.Session`` would connect wherever DNS points.
+
+    The base URL is checked against the policy without DNS: the caller (prefetch) has already run
+    the full :meth:`OutboundPolicy.check`, and the transport re-checks addresses when it connects.
     """
 
     def __init__(
         self,
         base_url: str,
         *,
+        policy: OutboundPolicy,
+        extra_allowed: tuple[str, ...] = (),
         access_token: str | None = None,
         session: requests.Session | None = None,
         connect_timeout_s: float = 1.0,
@@ -111,9 +145,14 @@ class FhirClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._origin = origin_of(self.base_url)
+        self._policy = policy
+        self._extra_allowed = extra_allowed
+        self._check_policy(self.base_url)
+        if session is not None and not session_is_guarded(session, policy):
+            raise ValueError("the session must come from service.fhir.outbound.new_session()")
         self._token = access_token
         self._own_session = session is None
-        self._session = session if session is not None else requests.Session()
+        self._session = session if session is not None else new_session(policy)
         self._connect_timeout_s = connect_timeout_s
         self._read_timeout_s = read_timeout_s
         self._max_bytes = max_response_bytes
@@ -132,7 +171,8 @@ class FhirClient:
         self.close()
 
     def close(self) -> None:
-        """Close the session if this client created it."""
+        """Forget the token and close the session if this client created it."""
+        self._token = None
         if self._own_session:
             self._session.close()
 
@@ -142,7 +182,8 @@ class FhirClient:
         """Turn a relative FHIR path or an absolute URL into an absolute URL on ``fhirServer``.
 
         Absolute URLs (e.g. ``next`` links) must share the server's origin; otherwise the request
-        is refused so the token never reaches another host.
+        is refused so the token never reaches another host. Every URL must also pass the outbound
+        policy, so a same-origin ``next`` link outside the allowed base path is refused as well.
         """
         if urlsplit(ref).scheme:
             url = ref
@@ -152,7 +193,14 @@ class FhirClient:
             url = f"{self.base_url}/{ref}"
         if origin_of(url) != self._origin:
             raise FhirFetchError("FHIR URL is not on the fhirServer origin; token not sent")
+        self._check_policy(url)
         return url
+
+    def _check_policy(self, url: str) -> None:
+        try:
+            self._policy.check_request(url, extra_allowed=self._extra_allowed)
+        except OutboundRefused as err:
+            raise FhirRefused(err.reason) from None
 
     def _timeouts(self) -> tuple[float, float]:
         if self._cancel is not None and self._cancel.is_set():
@@ -181,6 +229,8 @@ class FhirClient:
         except requests.Timeout:
             raise FhirDeadlineExceeded("FHIR request timed out") from None
         except requests.RequestException as exc:
+            if blocked_by_transport(exc):
+                raise FhirRefused(PRIVATE_ADDRESS) from None
             raise FhirFetchError(f"FHIR request failed ({type(exc).__name__})") from None
         try:
             log.debug(

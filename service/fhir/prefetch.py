@@ -13,6 +13,12 @@ encodes the spec's distinctions exactly once:
 Missing keys are fetched in parallel under one deadline (CDS services "SHOULD respond quickly (on
 the order of 500 ms)"), and never after the token's ``expires_in`` has elapsed. The HTTP details
 (timeouts, size cap, same-origin paging, no redirects) live in :mod:`service.fhir.client`.
+
+SSRF: ``fhirServer`` comes from the caller, so before the first fetch (a missing key or a
+prefetched Bundle's ``next`` page) it is checked once against ``FetchSettings.policy`` plus the
+per-issuer ``extra_allowed`` list (:mod:`service.fhir.outbound`). A refused server means no
+request at all for any key: 412 for required keys, ``"unavailable"`` for optional ones. The
+check runs only when a fetch is needed, so fully prefetched calls never trigger a DNS lookup.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -32,6 +39,7 @@ import requests
 
 from service.errors import FhirFetchError, PrefetchUnavailable
 from service.fhir.client import FhirClient, SearchResult, next_link
+from service.fhir.outbound import OutboundPolicy, OutboundRefused, session_is_guarded
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +57,12 @@ ORIGIN_FETCHED = "fetched"
 ORIGIN_NONE = "none"
 ORIGIN_UNAVAILABLE = "unavailable"
 
+NOT_ALLOWED_MESSAGE = "the fhirServer is not an allowed FHIR server"
+# Fail closed: until the deployment lists its FHIR servers, no fetch may leave the service.
+PRODUCTION_DEFAULT_POLICY = OutboundPolicy(
+    allowed_servers=(), require_https=True, allow_private_addresses=False
+)
+
 Resources = tuple[dict[str, Any], ...]
 
 
@@ -63,7 +77,12 @@ class PrefetchTemplate:
 
 @dataclass(frozen=True)
 class FetchSettings:
-    """Limits for fallback fetches, so a slow FHIR server cannot stall a hook call."""
+    """Limits for fallback fetches, so a slow FHIR server cannot stall a hook call.
+
+    ``policy`` says which FHIR servers may be contacted at all. Its default allows none (and only
+    https, only public addresses), so settings built without one fail closed: every fetch is
+    refused until the deployment configures its FHIR servers.
+    """
 
     connect_timeout_s: float = 1.0
     read_timeout_s: float = 2.0
@@ -72,6 +91,7 @@ class FetchSettings:
     max_response_bytes: int = 20_000_000
     page_size: int | None = None
     allow_unauthenticated: bool = False
+    policy: OutboundPolicy = PRODUCTION_DEFAULT_POLICY
 
 
 @dataclass(frozen=True)
@@ -225,10 +245,61 @@ class _Access:
     token: str | None
     deadline: float
     reason: str  # why not, when server is None
+    extra_allowed: tuple[str, ...] = ()
 
     @property
     def usable(self) -> bool:
         return self.server is not None
+
+
+class _Gate:
+    """Whether fetching is possible: access (server, token) and the outbound policy.
+
+    The policy check runs lazily, at most once per call, the first time a key needs a fetch.
+    It may resolve the host name, and ``getaddrinfo`` has no timeout of its own (a stuck resolver
+    can take many seconds), so it runs in a helper thread and is given only the call's remaining
+    deadline; running out of time means the server cannot be used, like any unreachable server.
+    """
+
+    def __init__(self, access: _Access, policy: OutboundPolicy) -> None:
+        self.access = access
+        self._policy = policy
+        self._checked = False
+        self.refused: str | None = None  # an OutboundRefused reason
+        self.unusable: str | None = None  # any other reason the check could not pass
+
+    def open(self) -> bool:
+        if self.access.server is None:
+            return False
+        if not self._checked:
+            self._checked = True
+            self._check(self.access.server)
+        return self.refused is None and self.unusable is None
+
+    def _check(self, server: str) -> None:
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fhir-policy")
+        try:
+            future = executor.submit(
+                self._policy.check, server, extra_allowed=self.access.extra_allowed
+            )
+            remaining = max(0.0, self.access.deadline - time.monotonic())
+            future.result(timeout=remaining)
+        except OutboundRefused as err:
+            self.refused = err.reason
+            log.warning("fhirServer refused by the outbound policy (%s); not fetching", err.reason)
+        except FutureTimeout:
+            self.unusable = "deadline exceeded while checking the fhirServer address"
+            log.warning("prefetch: %s", self.unusable)
+        finally:
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    def failure(self, key: str, situation: str) -> PrefetchUnavailable:
+        """The 412 for a required key that needed a fetch which cannot happen."""
+        if self.refused is not None:
+            return PrefetchUnavailable(NOT_ALLOWED_MESSAGE, diagnostics=self.refused)
+        if self.unusable is not None:
+            return _unavailable(key, f"{situation}{self.unusable}")
+        return _unavailable(key, f"{situation}{self.access.reason}")
 
 
 @dataclass(frozen=True)
@@ -247,7 +318,11 @@ class _Result:
 
 
 def _access(
-    request: Mapping[str, Any], settings: FetchSettings, start: float, received_at: float
+    request: Mapping[str, Any],
+    settings: FetchSettings,
+    start: float,
+    received_at: float,
+    extra_allowed: tuple[str, ...],
 ) -> _Access:
     deadline = start + settings.deadline_s
     server = request.get("fhirServer")
@@ -256,7 +331,7 @@ def _access(
     auth = request.get("fhirAuthorization")
     if auth is None:
         if settings.allow_unauthenticated:
-            return _Access(server, None, deadline, "")
+            return _Access(server, None, deadline, "", extra_allowed)
         return _Access(None, None, deadline, "no fhirAuthorization in the request")
     if not isinstance(auth, Mapping):
         return _Access(None, None, deadline, "fhirAuthorization is not an object")
@@ -269,7 +344,7 @@ def _access(
     token_deadline = received_at + float(expires_in)
     if token_deadline <= time.monotonic():
         return _Access(None, None, deadline, "the fhirAuthorization token has expired")
-    return _Access(server, token, min(deadline, token_deadline), "")
+    return _Access(server, token, min(deadline, token_deadline), "", extra_allowed)
 
 
 def _unavailable(key: str, diagnostics: str) -> PrefetchUnavailable:
@@ -290,6 +365,8 @@ def _run_task(
     started = time.monotonic()
     with FhirClient(
         access.server,
+        policy=settings.policy,
+        extra_allowed=access.extra_allowed,
         access_token=access.token,
         session=session,
         connect_timeout_s=settings.connect_timeout_s,
@@ -370,13 +447,17 @@ def resolve_prefetch(
     *,
     session: requests.Session | None = None,
     received_at: float | None = None,
+    extra_allowed: tuple[str, ...] = (),
 ) -> ResolvedPrefetch:
     """Resolve every prefetch template of a (validated) hook request; see the module docstring.
 
     ``received_at`` is the ``time.monotonic()`` value when the hook request arrived; the token's
     ``expires_in`` counts from it (default: now). ``session`` lets the caller share a connection
-    pool; it is used from worker threads. Raises :class:`PrefetchUnavailable` (HTTP 412) as soon
-    as a required key is known to be unobtainable, without waiting for other fetches.
+    pool; it is used from worker threads and must come from
+    :func:`service.fhir.outbound.new_session` (``ValueError`` otherwise). ``extra_allowed`` adds
+    FHIR base URLs allowed for this call only (e.g. those configured for the authenticated
+    issuer) to ``settings.policy.allowed_servers``. Raises :class:`PrefetchUnavailable` (HTTP 412)
+    as soon as a required key is known to be unobtainable, without waiting for other fetches.
     """
     start = time.monotonic()
     if received_at is None:
@@ -386,12 +467,17 @@ def resolve_prefetch(
     keys = [t.key for t in templates]
     if len(set(keys)) != len(keys):
         raise ValueError("duplicate prefetch template keys")
+    if isinstance(extra_allowed, str):
+        raise TypeError("extra_allowed must be a tuple of URLs, not a single string")
+    if session is not None and not session_is_guarded(session, settings.policy):
+        raise ValueError("the session must come from service.fhir.outbound.new_session()")
 
     prefetch_raw = request.get("prefetch")
     prefetch: Mapping[str, Any] = prefetch_raw if isinstance(prefetch_raw, Mapping) else {}
     context_raw = request.get("context")
     context: Mapping[str, Any] = context_raw if isinstance(context_raw, Mapping) else {}
-    access = _access(request, settings, start, received_at)
+    access = _access(request, settings, start, received_at, tuple(extra_allowed))
+    gate = _Gate(access, settings.policy)
     state = _Resolution()
     tasks: list[_Task] = []
 
@@ -405,16 +491,16 @@ def resolve_prefetch(
             state.set(tpl.key, ORIGIN_PREFETCH, bundle_resources(value))
             if next_link(value) is None:
                 continue
-            if access.usable:
+            if gate.open():
                 tasks.append(_Task(tpl.key, tpl.required, first=value))
             elif tpl.required:
-                raise _unavailable(tpl.key, f"prefetched data has more pages: {access.reason}")
+                raise gate.failure(tpl.key, "prefetched data has more pages: ")
             else:
                 state.partial.add(tpl.key)
         else:  # absent
-            if not access.usable:
+            if not gate.open():
                 if tpl.required:
-                    raise _unavailable(tpl.key, f"not prefetched and {access.reason}")
+                    raise gate.failure(tpl.key, "not prefetched and ")
                 state.set(tpl.key, ORIGIN_UNAVAILABLE)
                 continue
             try:

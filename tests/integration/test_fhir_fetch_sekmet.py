@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from service.errors import PrefetchUnavailable
+from service.fhir.outbound import OutboundPolicy
 from service.fhir.prefetch import (
     FetchSettings,
     PrefetchTemplate,
@@ -184,8 +185,13 @@ def loaded_with_token(fhir_server_requiring_token: SekmetServer) -> SekmetServer
     return fhir_server_requiring_token
 
 
+# The sekmet servers listen on loopback over http: allowed here, per test, through extra_allowed.
+LOCAL = OutboundPolicy(allowed_servers=(), require_https=False, allow_private_addresses=True)
+
 # Generous deadline: these tests are about completeness, not latency on a loaded CI machine.
-SETTINGS = FetchSettings(page_size=5, deadline_s=20.0, read_timeout_s=10.0, connect_timeout_s=5.0)
+SETTINGS = FetchSettings(
+    policy=LOCAL, page_size=5, deadline_s=20.0, read_timeout_s=10.0, connect_timeout_s=5.0
+)
 
 
 def test_server_really_pages_at_page_size_5(loaded: SekmetServer) -> None:
@@ -197,7 +203,12 @@ def test_server_really_pages_at_page_size_5(loaded: SekmetServer) -> None:
 
 
 def test_all_data_arrives_only_after_following_next_pages(loaded: SekmetServer) -> None:
-    resolved = resolve_prefetch(hook_request(loaded, "fake-token-123"), TEMPLATES, SETTINGS)
+    resolved = resolve_prefetch(
+        hook_request(loaded, "fake-token-123"),
+        TEMPLATES,
+        SETTINGS,
+        extra_allowed=(loaded.base_url,),
+    )
     assert ids(resolved, "patient") == {PATIENT_ID}
     assert ids(resolved, "procedures") == set(PROCEDURE_IDS)  # 12 = pages of 5 + 5 + 2
     assert len(resolved.resources["procedures"]) == 12  # no duplicates across pages
@@ -212,34 +223,63 @@ def test_all_data_arrives_only_after_following_next_pages(loaded: SekmetServer) 
 
 
 def test_code_filter_returns_only_temperature_observations(loaded: SekmetServer) -> None:
-    settings = FetchSettings(page_size=2, deadline_s=20.0, read_timeout_s=10.0)
-    resolved = resolve_prefetch(hook_request(loaded, "fake-token-123"), TEMPLATES, settings)
+    settings = FetchSettings(policy=LOCAL, page_size=2, deadline_s=20.0, read_timeout_s=10.0)
+    resolved = resolve_prefetch(
+        hook_request(loaded, "fake-token-123"),
+        TEMPLATES,
+        settings,
+        extra_allowed=(loaded.base_url,),
+    )
     assert ids(resolved, "temperature") == set(TEMPERATURE_IDS)  # 2 pages of 2 + 1
     codes = {c["code"] for r in resolved.resources["temperature"] for c in r["code"]["coding"]}
     assert codes == {"8310-5"}
     # And it really was paged: one page of 2 leaves the optional key partial.
-    one_page = FetchSettings(page_size=2, max_pages=1, deadline_s=20.0, read_timeout_s=10.0)
+    one_page = FetchSettings(
+        policy=LOCAL, page_size=2, max_pages=1, deadline_s=20.0, read_timeout_s=10.0
+    )
     optional = PrefetchTemplate("temperature", TEMPLATES[2].template, required=False)
-    resolved = resolve_prefetch(hook_request(loaded, "fake-token-123"), [optional], one_page)
+    resolved = resolve_prefetch(
+        hook_request(loaded, "fake-token-123"),
+        [optional],
+        one_page,
+        extra_allowed=(loaded.base_url,),
+    )
     assert len(resolved.resources["temperature"]) == 2
     assert resolved.partial == frozenset({"temperature"})
 
 
 def test_page_cap_on_real_server_is_412_for_required(loaded: SekmetServer) -> None:
-    settings = FetchSettings(page_size=5, max_pages=2, deadline_s=20.0, read_timeout_s=10.0)
+    settings = FetchSettings(
+        policy=LOCAL, page_size=5, max_pages=2, deadline_s=20.0, read_timeout_s=10.0
+    )
     with pytest.raises(PrefetchUnavailable, match="'procedures'"):
-        resolve_prefetch(hook_request(loaded, "fake-token-123"), TEMPLATES, settings)
+        resolve_prefetch(
+            hook_request(loaded, "fake-token-123"),
+            TEMPLATES,
+            settings,
+            extra_allowed=(loaded.base_url,),
+        )
 
 
 def test_token_is_sent_on_every_page(loaded_with_token: SekmetServer) -> None:
     token = loaded_with_token.bearer_token
     assert token is not None
-    resolved = resolve_prefetch(hook_request(loaded_with_token, token), TEMPLATES, SETTINGS)
+    resolved = resolve_prefetch(
+        hook_request(loaded_with_token, token),
+        TEMPLATES,
+        SETTINGS,
+        extra_allowed=(loaded_with_token.base_url,),
+    )
     assert ids(resolved, "procedures") == set(PROCEDURE_IDS)
 
 
 def test_rejected_token_is_412(loaded_with_token: SekmetServer) -> None:
     with pytest.raises(PrefetchUnavailable) as info:
-        resolve_prefetch(hook_request(loaded_with_token, "wrong-token"), TEMPLATES, SETTINGS)
+        resolve_prefetch(
+            hook_request(loaded_with_token, "wrong-token"),
+            TEMPLATES,
+            SETTINGS,
+            extra_allowed=(loaded_with_token.base_url,),
+        )
     assert info.value.status == 412
     assert "wrong-token" not in f"{info.value.message} {info.value.diagnostics}"

@@ -50,10 +50,18 @@ def s1_on_server(fhir_server_requiring_token: SekmetServer) -> dict[str, object]
 
 
 @pytest.fixture(scope="module")
-def served() -> Iterator[str]:
+def served(fhir_server_requiring_token: SekmetServer) -> Iterator[str]:
     """``epidural-cds serve`` as a subprocess with 2 gunicorn workers; yields its base URL."""
     port = _free_port()
-    env = {**os.environ, "EPIDURAL_CDS_FHIR_PAGE_SIZE": "1", "EPIDURAL_CDS_FHIR_DEADLINE": "10"}
+    fhir_base = fhir_server_requiring_token.base_url
+    env = {
+        **os.environ,
+        "EPIDURAL_CDS_FHIR_PAGE_SIZE": "1",
+        "EPIDURAL_CDS_FHIR_DEADLINE": "10",
+        "EPIDURAL_CDS_FHIR_ALLOW_HTTP": "true",
+        "EPIDURAL_CDS_FHIR_ALLOW_PRIVATE_ADDRESSES": "true",
+        "EPIDURAL_CDS_FHIR_ALLOWED_SERVERS": fhir_base,
+    }
     command = [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--workers", "2"]
     process = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

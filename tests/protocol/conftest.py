@@ -167,6 +167,18 @@ class RecordingFhirServer:
         self._httpd.server_close()
 
 
+def local_fhir_app(server: RecordingFhirServer, **settings: Any) -> Flask:
+    """An app allowed to query the local (http, loopback) recording FHIR server."""
+    return create_app(
+        {
+            "fhir_allowed_servers": server.base_url,
+            "fhir_allow_http": True,
+            "fhir_allow_private_addresses": True,
+            **settings,
+        }
+    )
+
+
 def authorization(patient_id: str, token: str = "protocol-test-token") -> dict[str, Any]:
     """A well-formed ``fhirAuthorization`` object."""
     return {

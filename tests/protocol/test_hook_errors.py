@@ -32,6 +32,7 @@ from tests.protocol.conftest import (
     delta_to_present,
     encode,
     load_bundle,
+    local_fhir_app,
     make_request,
     service_state,
     service_url,
@@ -311,12 +312,24 @@ def test_missing_optional_key_is_not_412(app: Flask, client: FlaskClient) -> Non
 
 
 def test_fhir_server_without_authorization_is_412_and_not_queried(
+    fhir_server: RecordingFhirServer,
+) -> None:
+    app = local_fhir_app(fhir_server)
+    body = make_request(app, S1, with_prefetch=False)
+    body["fhirServer"] = fhir_server.base_url
+    assert not service_state(app).settings.allow_unauthenticated_fhir
+    assert_operation_outcome(post(app.test_client(), service_url(app), body), 412)
+    assert fhir_server.requests == []
+
+
+def test_fhir_server_not_on_the_allowlist_is_412_and_not_queried(
     app: Flask, client: FlaskClient, fhir_server: RecordingFhirServer
 ) -> None:
     body = make_request(app, S1, with_prefetch=False)
     body["fhirServer"] = fhir_server.base_url
-    assert not service_state(app).settings.allow_unauthenticated_fhir
-    assert_operation_outcome(post(client, service_url(app), body), 412)
+    body["fhirAuthorization"] = authorization("s1-patient")
+    outcome = assert_operation_outcome(post(client, service_url(app), body), 412)
+    assert "not an allowed FHIR server" in outcome["issue"][0]["diagnostics"]
     assert fhir_server.requests == []
 
 
@@ -324,7 +337,7 @@ def test_unauthenticated_switch_lets_the_service_query_fhir_server(
     fhir_server: RecordingFhirServer,
 ) -> None:
     # Control for the test above: the same request is served once the switch is on.
-    open_app = create_app({"allow_unauthenticated_fhir": True})
+    open_app = local_fhir_app(fhir_server, allow_unauthenticated_fhir=True)
     body = make_request(open_app, S1, with_prefetch=False)
     body["fhirServer"] = fhir_server.base_url
     response = post(open_app.test_client(), service_url(open_app), body)
@@ -419,9 +432,10 @@ def test_prefetch_operation_outcome_is_not_data(
     # Without FHIR access the required key cannot be obtained at all...
     assert_operation_outcome(post(client, service_url(app), body), 412)
     # ...and with access the service fetches exactly that key itself.
+    allowed = local_fhir_app(fhir_server)
     body["fhirServer"] = fhir_server.base_url
     body["fhirAuthorization"] = authorization("s1-patient")
-    response = post(client, service_url(app), body)
+    response = post(allowed.test_client(), service_url(allowed), body)
     assert response.status_code == 200, response.get_data(as_text=True)
     paths = [path for path, _ in fhir_server.requests]
     assert len(paths) == 1 and paths[0].startswith("/fhir/Procedure?"), paths
