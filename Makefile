@@ -19,6 +19,7 @@ run: install
 	$(BIN)/epidural-cds serve --host 127.0.0.1 --port 8080
 
 test: install
+	scripts/ensure-test-deps
 	$(BIN)/ruff check service tests
 	$(BIN)/mypy
 	$(BIN)/epidural-cds check-content

@@ -1,0 +1,57 @@
+"""Fixtures that run every store test on both supported backends.
+
+SQLite gets a fresh file in ``tmp_path``; PostgreSQL gets a fresh database on one
+session-scoped throwaway server (creating the cluster takes about a second, a database a few
+tens of milliseconds). The server is only started when a PostgreSQL test actually runs, and
+its setup times are printed in the terminal summary so a slow CI machine can be diagnosed.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from service.store import create_store_engine, default_database_url
+from tests.support.postgres import PostgresServer
+
+BACKENDS = ["sqlite", "postgresql"]
+
+_database_numbers = itertools.count()
+_started: list[PostgresServer] = []
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A running throwaway PostgreSQL server, deleted at the end of the session."""
+    with PostgresServer() as server:
+        _started.append(server)
+        yield server
+
+
+def fresh_database_url(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> str:
+    """The URL of a new, empty database on ``backend``."""
+    if backend == "sqlite":
+        return default_database_url(tmp_path)
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.create_database(f"store_test_{next(_database_numbers)}")
+
+
+@pytest.fixture(params=BACKENDS)
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """An engine on a new, empty (unmigrated) database, once per backend."""
+    store_engine = create_store_engine(fresh_database_url(request, request.param, tmp_path))
+    yield store_engine
+    store_engine.dispose()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Report how long the PostgreSQL harness took to create and start its cluster."""
+    for server in _started:
+        terminalreporter.write_line(
+            f"postgres harness: initdb {server.initdb_s:.2f} s, "
+            f"start + create database {server.startup_s:.2f} s"
+        )
