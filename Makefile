@@ -15,8 +15,10 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
+# Development profile on loopback: authentication off (it says so at startup and in discovery).
 run: install
-	$(BIN)/epidural-cds serve --host 127.0.0.1 --port 8080
+	EPIDURAL_CDS_PROFILE=development EPIDURAL_CDS_AUTH_DISABLED=true \
+	  $(BIN)/epidural-cds serve --host 127.0.0.1 --port 8080
 
 test: install
 	scripts/ensure-test-deps

@@ -21,12 +21,15 @@ from flask_cors import CORS
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from service import content as content_module
+from service.auth import AuthFailure
 from service.cdshooks import discovery
 from service.cdshooks.handler import HookHandler
 from service.cdshooks.outcome import FHIR_JSON, operation_outcome
 from service.config import Settings
 from service.content import Content
-from service.errors import PayloadTooLarge, ServiceError, UnsupportedMediaType
+from service.errors import ConfigError, PayloadTooLarge, ServiceError, UnsupportedMediaType
+from service.store import SqlReplayGuard, create_store_engine, default_database_url, migrate
+from service.trust import ClientTrust, build_trust
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,7 @@ class ServiceState:
     content: Content
     handler: HookHandler
     discovery: bytes
+    trust: ClientTrust
 
 
 def _json(document: Any, status: int = 200, mimetype: str = "application/json") -> Response:
@@ -68,6 +72,22 @@ def _settings(config: Settings | Mapping[str, Any] | None) -> Settings:
     return Settings.from_mapping(config)
 
 
+def _replay_guard(settings: Settings) -> SqlReplayGuard:
+    """The shared store's replay guard, with the schema migrated to the current version.
+
+    Connections opened here are closed again before gunicorn forks its workers, which then open
+    their own.
+    """
+    url = settings.database_url
+    if url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        url = default_database_url(settings.data_dir)
+    engine = create_store_engine(url)
+    migrate(engine)
+    engine.dispose()
+    return SqlReplayGuard(engine)
+
+
 def state() -> ServiceState:
     """The current app's :class:`ServiceState`."""
     from flask import current_app
@@ -79,15 +99,22 @@ def state() -> ServiceState:
 def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     """Build the app; raises ``ConfigError`` or ``ContentError`` rather than start half-valid."""
     settings = _settings(config)
+    problems = settings.profile_problems()
+    if problems:
+        raise ConfigError("configuration not allowed:\n" + "\n".join(problems))
     content = content_module.load(settings.content_dir)
+    trust = build_trust(settings, _replay_guard(settings))
+    if trust.notice:
+        log.warning("%s", trust.notice)
     app = Flask("epidural_cds")
     # One byte of headroom: a streamed (chunked) body is cut at this length by Werkzeug, so a
     # body longer than the limit shows up as limit + 1 bytes and is refused with 413 below.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    discovery_body = json.dumps(discovery.document(content), separators=(",", ":")).encode()
+    document = discovery.document(content, notice=trust.notice)
+    discovery_body = json.dumps(document, separators=(",", ":")).encode()
     app.extensions[EXTENSION_KEY] = ServiceState(
-        settings, content, HookHandler(content, settings), discovery_body
+        settings, content, HookHandler(content, settings), discovery_body, trust
     )
     CORS(
         app,
@@ -104,13 +131,19 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
 def _register_routes(app: Flask) -> None:
     @app.get("/cds-services")
     def discovery_endpoint() -> Response:
-        return Response(state().discovery, mimetype="application/json")
+        current = state()
+        if not current.trust.discovery_open:
+            current.trust.verify(request.headers.get("Authorization"), "/cds-services")
+        return Response(current.discovery, mimetype="application/json")
 
     @app.post("/cds-services/<service_id>")
     def hook_endpoint(service_id: str) -> Response:
         started = time.monotonic()
         current = state()
         current.handler.service(service_id)  # 404 before looking at the body
+        client = current.trust.verify(
+            request.headers.get("Authorization"), f"/cds-services/{service_id}"
+        )
         if request.mimetype not in JSON_TYPES:
             raise UnsupportedMediaType("send the hook request as application/json")
         length = request.content_length
@@ -123,7 +156,12 @@ def _register_routes(app: Flask) -> None:
             raise PayloadTooLarge(
                 f"the request body is larger than {current.settings.max_body_bytes} bytes"
             )
-        outcome = current.handler.handle(service_id, body, received_at=started)
+        outcome = current.handler.handle(
+            service_id,
+            body,
+            received_at=started,
+            extra_allowed=current.trust.fhir_servers_for(client),
+        )
         log.info(
             "hook %s service=%s cards=%s origins=%s in %.1f ms",
             outcome.hook_instance,
@@ -146,6 +184,14 @@ def _register_routes(app: Flask) -> None:
 
 
 def _register_errors(app: Flask) -> None:
+    @app.errorhandler(AuthFailure)
+    def auth_failure(error: AuthFailure) -> Response:
+        # The reason goes to the log (never the token); the caller learns nothing more.
+        log.warning("authentication failed on %s: %s", request.path, error.reason)
+        response = _outcome(401, error.issue_code, error.message)
+        response.headers["WWW-Authenticate"] = "Bearer"
+        return response
+
     @app.errorhandler(ServiceError)
     def service_error(error: ServiceError) -> Response:
         log.info("%s %s -> %d %s", request.method, request.path, error.status, type(error).__name__)

@@ -15,6 +15,7 @@ import logging
 import sys
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -281,10 +282,25 @@ def _rule_book(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from service.app import create_app
     from service.server import serve
 
+    if settings.development:
+        if args.host not in LOOPBACK and not settings.allow_dev_on_network:
+            print(
+                f"epidural-cds: the development profile only binds loopback; use "
+                f"--host 127.0.0.1, the production profile, or set "
+                f"EPIDURAL_CDS_ALLOW_DEV_ON_NETWORK=true to bind {args.host}",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        if settings.public_base_url is None:
+            host = f"[{args.host}]" if ":" in args.host else args.host
+            settings = replace(settings, public_base_url=f"http://{host}:{args.port}")
     app = create_app(settings)
     serve(app, args.host, args.port, args.workers, args.threads)
     return EXIT_OK

@@ -16,6 +16,8 @@ from typing import Any
 from service.errors import ConfigError
 
 PREFIX = "EPIDURAL_CDS_"
+PRODUCTION = "production"
+DEVELOPMENT = "development"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -25,6 +27,62 @@ class Settings:
     """The service's configuration. Field ``x_y`` is read from ``EPIDURAL_CDS_X_Y``; each field's
     ``help`` metadata documents it (README and ``epidural-cds --help`` are built from it)."""
 
+    profile: str = field(
+        default="production",
+        metadata={
+            "help": (
+                "`production` (authentication required, at least one trusted issuer, https "
+                "everywhere) or `development` (may trust the public sandbox or turn "
+                "authentication off, loopback only; says so loudly)."
+            )
+        },
+    )
+    public_base_url: str | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "The URL EHRs use to reach the service (e.g. https://cds.example.org), as seen "
+                "through any TLS proxy; JWT `aud` is checked against it. Required in production."
+            )
+        },
+    )
+    issuers_file: Path | None = field(
+        default=None,
+        metadata={"help": "YAML/JSON file of trusted CDS clients (see docs/security.md)."},
+    )
+    trust_sandbox: bool = field(
+        default=False,
+        metadata={"help": "Development only: trust the public CDS Hooks sandbox's published key."},
+    )
+    auth_disabled: bool = field(
+        default=False,
+        metadata={"help": "Development only: accept calls without a JWT."},
+    )
+    discovery_open: bool = field(
+        default=False,
+        metadata={"help": "Answer discovery without a JWT."},
+    )
+    jwt_leeway_seconds: float = field(
+        default=60.0,
+        metadata={"help": "Clock skew allowed on JWT `exp`, `iat` and `nbf`."},
+    )
+    data_dir: Path = field(
+        default=Path("var"),
+        metadata={"help": "Directory for the embedded SQLite store (created if missing)."},
+    )
+    database_url: str | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "SQLAlchemy URL of the shared store (e.g. postgresql://user@host/db); "
+                "default: SQLite in the data directory."
+            )
+        },
+    )
+    allow_dev_on_network: bool = field(
+        default=False,
+        metadata={"help": "Let the development profile bind an address other than loopback."},
+    )
     content_dir: Path | None = field(
         default=None,
         metadata={
@@ -120,6 +178,42 @@ class Settings:
             raise ConfigError("invalid configuration:\n" + "\n".join(problems))
         return cls(**parsed)
 
+    @property
+    def development(self) -> bool:
+        """Whether the development profile is active."""
+        return self.profile == DEVELOPMENT
+
+    def profile_problems(self) -> list[str]:
+        """What this configuration may not do in its profile (empty when it is consistent)."""
+        problems = []
+        name = PREFIX
+        if self.profile == PRODUCTION:
+            if self.auth_disabled:
+                problems.append(f"{name}AUTH_DISABLED is not allowed in the production profile")
+            if self.trust_sandbox:
+                problems.append(
+                    f"{name}TRUST_SANDBOX is not allowed in production: the sandbox's private "
+                    "key is public"
+                )
+            if self.issuers_file is None:
+                problems.append(
+                    f"production needs at least one trusted issuer: set {name}ISSUERS_FILE "
+                    f"(or {name}PROFILE=development for local testing)"
+                )
+            if not (self.public_base_url or "").startswith("https://"):
+                problems.append(f"production needs an https {name}PUBLIC_BASE_URL (JWT aud)")
+            if self.fhir_allow_http:
+                problems.append(f"{name}FHIR_ALLOW_HTTP is not allowed in production")
+            if self.allow_unauthenticated_fhir:
+                problems.append(f"{name}ALLOW_UNAUTHENTICATED_FHIR is not allowed in production")
+        elif (
+            not self.auth_disabled
+            and (self.trust_sandbox or self.issuers_file)
+            and self.public_base_url is None
+        ):
+            problems.append(f"set {name}PUBLIC_BASE_URL so JWT aud can be checked")
+        return problems
+
     @staticmethod
     def describe() -> list[tuple[str, str, str]]:
         """``(variable, default, meaning)`` rows, for the README and ``--help``."""
@@ -178,6 +272,47 @@ def _origins(value: Any) -> tuple[str, ...]:
     return origins
 
 
+def _profile(value: Any) -> str:
+    profile = str(value).strip().lower()
+    if profile not in (PRODUCTION, DEVELOPMENT):
+        raise ValueError(f"expected production or development, got {value!r}")
+    return profile
+
+
+def _base_url(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    url = str(value).strip().rstrip("/")
+    if not url.startswith(("https://", "http://")) or "?" in url or "#" in url:
+        raise ValueError(f"{value!r} is not an absolute http(s) base URL")
+    return url
+
+
+def _file(value: Any) -> Path | None:
+    if value in (None, ""):
+        return None
+    path = Path(value)
+    if not path.is_file():
+        raise ValueError(f"{value!r} is not a file")
+    return path
+
+
+def _non_negative(value: Any) -> float:
+    number = float(value)
+    if number < 0:
+        raise ValueError(f"must not be negative, got {value!r}")
+    return number
+
+
+def _database_url(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    url = str(value).strip()
+    if not url.startswith(("sqlite:", "postgresql:", "postgresql+psycopg:", "postgres:")):
+        raise ValueError("only SQLite and PostgreSQL URLs are supported")
+    return url
+
+
 def _servers(value: Any) -> tuple[str, ...]:
     from service.fhir.outbound import OutboundRefused, canonical_server
 
@@ -220,6 +355,16 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "fhir_page_size": _optional_int,
     "fhir_max_response_bytes": _positive(int),
     "allow_unauthenticated_fhir": _bool,
+    "profile": _profile,
+    "public_base_url": _base_url,
+    "issuers_file": _file,
+    "trust_sandbox": _bool,
+    "auth_disabled": _bool,
+    "discovery_open": _bool,
+    "jwt_leeway_seconds": _non_negative,
+    "data_dir": Path,
+    "database_url": _database_url,
+    "allow_dev_on_network": _bool,
     "fhir_allowed_servers": _servers,
     "fhir_allow_http": _bool,
     "fhir_allow_private_addresses": _bool,

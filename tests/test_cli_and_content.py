@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from service import content as content_module
-from service.app import create_app
 from service.config import Settings
 from service.errors import ConfigError, ContentError
+from tests.support.apps import dev_app
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted(p for p in (ROOT / "fhir_examples").iterdir() if (p / "scenario.json").exists())
@@ -125,7 +125,7 @@ def test_cross_reference_problems_are_reported(broken_content: Path) -> None:
 
 def test_app_refuses_to_start_on_invalid_content(broken_content: Path) -> None:
     with pytest.raises(ContentError):
-        create_app({"content_dir": str(broken_content)})
+        dev_app(content_dir=str(broken_content))
 
 
 def test_unverified_codes_are_never_matched() -> None:

@@ -6,14 +6,14 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from service.app import create_app
 from service.cli import request_from_bundle
+from tests.support.apps import dev_app
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "fhir_examples" / "s1-labour-epidural-lmwh-weakness"
 
 
 def _handle(drop: tuple[str, ...]) -> dict[str, object]:
-    app = create_app()
+    app = dev_app()
     state = app.extensions["epidural_cds"]
     service = state.content.services[0]
     scenario = json.loads((EXAMPLE / "scenario.json").read_text())

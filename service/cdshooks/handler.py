@@ -109,11 +109,22 @@ class HookHandler:
         return dict(request)
 
     def resolve(
-        self, service: ServiceDefinition, request: Mapping[str, Any], received_at: float
+        self,
+        service: ServiceDefinition,
+        request: Mapping[str, Any],
+        received_at: float,
+        extra_allowed: tuple[str, ...] = (),
     ) -> ResolvedPrefetch:
-        """The service's data for this call (prefetch first, then the EHR's FHIR server)."""
+        """The service's data for this call (prefetch first, then the EHR's FHIR server).
+
+        ``extra_allowed`` adds the calling issuer's own FHIR servers to the global allowlist.
+        """
         return resolve_prefetch(
-            request, self.templates[service.id], self.fetch, received_at=received_at
+            request,
+            self.templates[service.id],
+            self.fetch,
+            received_at=received_at,
+            extra_allowed=extra_allowed,
         )
 
     def handle(
@@ -123,12 +134,13 @@ class HookHandler:
         *,
         now: datetime | None = None,
         received_at: float | None = None,
+        extra_allowed: tuple[str, ...] = (),
     ) -> HookOutcome:
         """Answer one hook call; raises a :class:`ServiceError` for every non-200 outcome."""
         received = time.monotonic() if received_at is None else received_at
         service = self.service(service_id)
         request = self.parse_request(service, body)
-        resolved = self.resolve(service, request, received)
+        resolved = self.resolve(service, request, received, extra_allowed)
         context = request["context"]
         patient_id = str(context["patientId"])
         record = PatientRecord.from_resources(

@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,6 +32,8 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "fhir_examples" / "s1-labour-epidural-lmwh-weakness"
 SERVICE = "epidural-complications"
+# Authentication is not what these tests are about: development profile, auth off.
+DEV = {"EPIDURAL_CDS_PROFILE": "development", "EPIDURAL_CDS_AUTH_DISABLED": "true"}
 
 
 def _free_port() -> int:
@@ -54,6 +57,7 @@ def served(fhir_server_requiring_token: SekmetServer) -> Iterator[str]:
     """``epidural-cds serve`` as a subprocess with 2 gunicorn workers; yields its base URL."""
     port = _free_port()
     fhir_base = fhir_server_requiring_token.base_url
+    data_dir = tempfile.mkdtemp(prefix="epidural-cds-serve-")
     env = {
         **os.environ,
         "EPIDURAL_CDS_FHIR_PAGE_SIZE": "1",
@@ -61,6 +65,8 @@ def served(fhir_server_requiring_token: SekmetServer) -> Iterator[str]:
         "EPIDURAL_CDS_FHIR_ALLOW_HTTP": "true",
         "EPIDURAL_CDS_FHIR_ALLOW_PRIVATE_ADDRESSES": "true",
         "EPIDURAL_CDS_FHIR_ALLOWED_SERVERS": fhir_base,
+        **DEV,
+        "EPIDURAL_CDS_DATA_DIR": data_dir,
     }
     command = [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--workers", "2"]
     process = subprocess.Popen(
@@ -135,10 +141,11 @@ def test_rejected_token_is_412(
     assert "wrong-token" not in response.text
 
 
-def test_interrupt_stops_cleanly() -> None:
+def test_interrupt_stops_cleanly(tmp_path: Path) -> None:
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "service.cli", "serve", "--port", str(port), "--workers", "1"],
+        env={**os.environ, **DEV, "EPIDURAL_CDS_DATA_DIR": str(tmp_path)},
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -26,8 +26,9 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from service.app import EXTENSION_KEY, ServiceState, create_app
+from service.app import EXTENSION_KEY, ServiceState
 from service.fhir.local_search import build_prefetch, bundle_resources
+from tests.support.apps import dev_app
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "fhir_examples"
 EXAMPLE_DIRS = sorted(p for p in EXAMPLES.iterdir() if p.is_dir()) if EXAMPLES.is_dir() else []
@@ -169,13 +170,11 @@ class RecordingFhirServer:
 
 def local_fhir_app(server: RecordingFhirServer, **settings: Any) -> Flask:
     """An app allowed to query the local (http, loopback) recording FHIR server."""
-    return create_app(
-        {
-            "fhir_allowed_servers": server.base_url,
-            "fhir_allow_http": True,
-            "fhir_allow_private_addresses": True,
-            **settings,
-        }
+    return dev_app(
+        fhir_allowed_servers=server.base_url,
+        fhir_allow_http=True,
+        fhir_allow_private_addresses=True,
+        **settings,
     )
 
 
@@ -197,7 +196,7 @@ def authorization(patient_id: str, token: str = "protocol-test-token") -> dict[s
 @pytest.fixture(scope="session")
 def app() -> Flask:
     """The app with the content shipped in ``cards/`` and default settings."""
-    return create_app({})
+    return dev_app()
 
 
 @pytest.fixture

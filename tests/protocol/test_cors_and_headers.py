@@ -13,8 +13,8 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 import service.engine
-from service.app import create_app
 from tests.protocol.conftest import EXAMPLES, JSON, encode, make_request, service_url
+from tests.support.apps import dev_app
 
 EHR = "https://ehr.example.org"
 OTHER = "https://attacker.example.com"
@@ -43,7 +43,7 @@ def header_set(value: str | None) -> set[str]:
 
 @pytest.fixture(scope="module")
 def restricted_app() -> Flask:
-    return create_app({"cors_origins": EHR})
+    return dev_app(cors_origins=EHR)
 
 
 def urls(app: Flask) -> list[str]:
@@ -107,7 +107,7 @@ def test_other_origins_get_no_allow_origin(restricted_app: Flask) -> None:
 
 
 def test_origin_list_is_configurable_from_a_comma_separated_value() -> None:
-    app = create_app({"cors_origins": f"{EHR}, https://sandbox.cds-hooks.org"})
+    app = dev_app(cors_origins=f"{EHR}, https://sandbox.cds-hooks.org")
     client = app.test_client()
     for origin in (EHR, "https://sandbox.cds-hooks.org"):
         response = preflight(client, "/cds-services", origin, "GET")

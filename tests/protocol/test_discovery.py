@@ -144,7 +144,10 @@ def test_discovery_is_built_from_the_definitions_the_handler_runs(
     for definition in state.content.services:
         entry = advertised[definition.id]
         assert entry["hook"] == definition.hook
-        assert entry["description"] == definition.description
+        # The development profile says so in every description (these tests run in it).
+        notice = state.trust.notice
+        assert notice and "DEVELOPMENT MODE" in notice
+        assert entry["description"] == f"{definition.description} {notice}"
         expected = {spec.key: spec.query for spec in definition.prefetch}
         assert entry.get("prefetch", {}) == expected
         handled = {t.key: t.template for t in state.handler.templates[definition.id]}

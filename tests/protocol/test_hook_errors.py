@@ -21,7 +21,6 @@ from werkzeug.test import Client, EnvironBuilder
 from werkzeug.wrappers import Response
 
 import service.engine
-from service.app import create_app
 from service.fhir.timeshift import shift_times
 from tests.protocol.conftest import (
     EXAMPLES,
@@ -37,6 +36,7 @@ from tests.protocol.conftest import (
     service_state,
     service_url,
 )
+from tests.support.apps import dev_app
 
 S1 = EXAMPLES / "s1-labour-epidural-lmwh-weakness"
 SMALL_LIMIT = 1000
@@ -239,7 +239,7 @@ def test_non_json_content_type_is_415(
 
 @pytest.fixture(scope="module")
 def small_app() -> Flask:
-    return create_app({"max_body_bytes": SMALL_LIMIT})
+    return dev_app(max_body_bytes=SMALL_LIMIT)
 
 
 def test_body_within_a_small_limit_is_accepted(small_app: Flask) -> None:
