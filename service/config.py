@@ -62,6 +62,10 @@ class Settings:
         default=False,
         metadata={"help": "Answer discovery without a JWT."},
     )
+    jwks_allow_http: bool = field(
+        default=False,
+        metadata={"help": "Development only: allow http `jku` key-set URLs (local test servers)."},
+    )
     jwt_leeway_seconds: float = field(
         default=60.0,
         metadata={"help": "Clock skew allowed on JWT `exp`, `iat` and `nbf`."},
@@ -204,6 +208,8 @@ class Settings:
                 problems.append(f"production needs an https {name}PUBLIC_BASE_URL (JWT aud)")
             if self.fhir_allow_http:
                 problems.append(f"{name}FHIR_ALLOW_HTTP is not allowed in production")
+            if self.jwks_allow_http:
+                problems.append(f"{name}JWKS_ALLOW_HTTP is not allowed in production")
             if self.allow_unauthenticated_fhir:
                 problems.append(f"{name}ALLOW_UNAUTHENTICATED_FHIR is not allowed in production")
         elif (
@@ -362,6 +368,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "auth_disabled": _bool,
     "discovery_open": _bool,
     "jwt_leeway_seconds": _non_negative,
+    "jwks_allow_http": _bool,
     "data_dir": Path,
     "database_url": _database_url,
     "allow_dev_on_network": _bool,

@@ -21,6 +21,7 @@ from jsonschema import Draft202012Validator
 from service.auth import ClientAuthenticator, ReplayGuard, TrustedIssuer, VerifiedClient
 from service.config import Settings
 from service.errors import ConfigError
+from service.jwks import JwksCache
 from service.fhir.outbound import OutboundRefused, canonical_server
 
 SANDBOX_ISSUER = "https://sandbox.cds-hooks.org"
@@ -171,5 +172,8 @@ def build_trust(settings: Settings, replay: ReplayGuard) -> ClientTrust:
             "no trusted issuer: set EPIDURAL_CDS_ISSUERS_FILE (or, for development, "
             "EPIDURAL_CDS_TRUST_SANDBOX or EPIDURAL_CDS_AUTH_DISABLED)"
         )
-    authenticator = ClientAuthenticator(issuers, replay, leeway_s=settings.jwt_leeway_seconds)
+    jwks = JwksCache(allow_insecure_http=settings.jwks_allow_http)
+    authenticator = ClientAuthenticator(
+        issuers, replay, jwks=jwks, leeway_s=settings.jwt_leeway_seconds
+    )
     return ClientTrust(authenticator, settings.public_base_url, settings.discovery_open, notice)

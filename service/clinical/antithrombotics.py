@@ -92,8 +92,11 @@ def _check_dose(
         events.append((episode.removed.latest, REMOVAL, interval.after_removal))
     for moment, name, after in events:
         gap = at - moment
-        if timedelta(0) < -gap < interval.before:
-            params = {**base, "hours": _hours(-gap), "interval": _hours(interval.before)}
+        before = interval.before
+        if name == REMOVAL and interval.before_removal is not None:
+            before = interval.before_removal
+        if timedelta(0) < -gap < before:
+            params = {**base, "hours": _hours(-gap), "interval": _hours(before)}
             out.add(
                 "antithrombotic_before", {**params, "event_phrase": name}, "fact_dose_before", event
             )
@@ -119,6 +122,10 @@ def _check_dose(
     )
     if catheter_in and not interval.catheter_allowed and THROMBOLYTIC not in event.classes:
         out.add("antithrombotic_in_situ", base, "fact_in_situ", event)
+        if episode.removed is None:
+            allowed = event.start.latest + interval.before
+            timing = {**base, "time": allowed.isoformat(), "interval": _hours(interval.before)}
+            out.notes.append(Fact("fact_removal_not_before", tuple(sorted(timing.items()))))
     if interval.note:
         out.notes.append(
             Fact("fact_note", (("drug", exposure.drug.names[0]), ("note", interval.note)))

@@ -31,6 +31,8 @@ class Interval:
     after_puncture: timedelta
     after_removal: timedelta
     note: str | None = None
+    before_removal: timedelta | None = None
+    """Last dose to catheter removal, where it differs from ``before`` (puncture)."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,9 @@ def _interval(row: Mapping[str, Any]) -> Interval:
         after_puncture=timedelta(hours=float(row["after_puncture"])),
         after_removal=timedelta(hours=float(row["after_removal"])),
         note=row.get("note"),
+        before_removal=(
+            timedelta(hours=float(row["before_removal"])) if "before_removal" in row else None
+        ),
     )
 
 

@@ -297,7 +297,12 @@ def test_s3_bilateral_heaviness_day_5_then_abscess(content: Content, summary: Su
     assert content.wording.cards["persisting_symptoms"].headline in card["detail"]
     assert [s["label"] for s in card["suggestions"]] == [
         content.suggestions[k].label
-        for k in ("mri_abscess", "neurosurgery_referral", "infectious_disease_referral")
+        for k in (
+            "mri_abscess",
+            "neurosurgery_referral",
+            "infectious_disease_referral",
+            "anesthesia_referral",
+        )
     ]
 
 

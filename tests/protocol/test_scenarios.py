@@ -212,7 +212,8 @@ def test_cards_are_complete(example: Path, evaluate: Callable[[Path], dict[str, 
         assert isinstance(card.get("detail"), str) and card["detail"].strip()
         source = card["source"]
         assert source["label"].strip()
-        assert re.match(r"https://[^/\s]+", source["url"]), source["url"]
+        if "url" in source:  # optional: only when a cited source has an address
+            assert re.match(r"https://[^/\s]+", source["url"]), source["url"]
         assert source["topic"]["system"].strip() and source["topic"]["code"].strip()
         assert card["overrideReasons"], "cards should offer override reasons"
         for reason in card["overrideReasons"]:
