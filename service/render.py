@@ -140,7 +140,9 @@ class _Detail:
                     time=self.when(episode.last_local_anaesthetic)
                 )
             )
-        if episode.block_ends is None:
+        if not episode.punctured.recorded:
+            pass  # no time, no expected block end to show
+        elif episode.block_ends is None:
             facts.append(self.p["infusion_running"])
         elif episode.block_ends <= self.ctx.now:
             ago = format_delta(hours_between(episode.block_ends, self.ctx.now))

@@ -21,8 +21,8 @@ from jsonschema import Draft202012Validator
 from service.auth import ClientAuthenticator, ReplayGuard, TrustedIssuer, VerifiedClient
 from service.config import Settings
 from service.errors import ConfigError
-from service.jwks import JwksCache
 from service.fhir.outbound import OutboundRefused, canonical_server
+from service.jwks import JwksCache
 
 SANDBOX_ISSUER = "https://sandbox.cds-hooks.org"
 SANDBOX_JKU = "https://sandbox.cds-hooks.org/.well-known/jwks.json"

@@ -551,15 +551,6 @@ MISSING_PUNCTURE_TIME = Chart(
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: a procedure without a recorded time gets the 'unknown' sentinel 1900-01-01 as its "
-        "puncture, and the detail renders the block end from it: 'puncture time not recorded; "
-        "block expected to have worn off by 1900-01-01 08:00 UTC (44194.7 d ago)'. The relative "
-        "phrase changes with the clock (render._Detail.procedure_line)."
-    ),
-)
 @PROPERTY
 @example(chart=MISSING_PUNCTURE_TIME, delta=timedelta(minutes=-40))
 @given(chart=charts(forms=st.sampled_from(["exact", "exact", "missing"])), delta=SHIFTS)
