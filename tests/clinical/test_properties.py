@@ -543,6 +543,9 @@ def test_shifting_day_precision_dates_by_whole_days_changes_nothing_but_timestam
     assert without_timestamps(shifted) == without_timestamps(expected)
 
 
+# The shrunk counterexample this property first found: an ESI without a recorded time rendered
+# "block expected to have worn off by 1900-01-01 08:00 UTC (44194.7 d ago)" from the "unknown"
+# sentinel, so the relative phrase moved with the clock. Kept as an explicit regression example.
 MISSING_PUNCTURE_TIME = Chart(
     datetime(2021, 1, 1, tzinfo=UTC),
     (Proc("tfesi", At(0.0, "missing")),),
