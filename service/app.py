@@ -12,8 +12,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
 from flask import Flask, Response, request
@@ -106,7 +108,9 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     trust = build_trust(settings, _replay_guard(settings))
     if trust.notice:
         log.warning("%s", trust.notice)
-    app = Flask("epidural_cds")
+    app = Flask("epidural_cds", static_folder=None)
+    # urllib3 logs every FHIR request URL at DEBUG, query string (patient id) included.
+    logging.getLogger("urllib3").setLevel(max(logging.WARNING, logging.getLogger().level))
     # One byte of headroom: a streamed (chunked) body is cut at this length by Werkzeug, so a
     # body longer than the limit shows up as limit + 1 bytes and is refused with 413 below.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes + 1
@@ -124,8 +128,22 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         max_age=600,
     )
     _register_routes(app)
+    _register_openapi(app, openapi_document())
     _register_errors(app)
     return app
+
+
+def openapi_document() -> bytes:
+    """The OpenAPI 3.1 description of the service, as shipped with the package."""
+    return resources.files("service.cdshooks").joinpath("openapi.json").read_bytes()
+
+
+def _register_openapi(app: Flask, document: bytes) -> None:
+    """``GET /openapi.json``: public (no JWT), like ``/healthz``; the document holds no secrets."""
+
+    @app.get("/openapi.json")
+    def openapi_endpoint() -> Response:
+        return Response(document, mimetype="application/json")
 
 
 def _register_routes(app: Flask) -> None:
@@ -216,7 +234,16 @@ def _register_errors(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def internal_error(error: Exception) -> Response:
-        log.exception("internal error on %s %s", request.method, request.path)
+        # The exception's message may quote patient data: log its type and where it happened,
+        # never its text.
+        frames = "".join(traceback.format_tb(error.__traceback__))
+        log.error(
+            "internal error on %s %s: %s\n%s",
+            request.method,
+            request.path,
+            type(error).__name__,
+            frames,
+        )
         return _outcome(
             500, "exception", "internal error; the service could not evaluate this request"
         )

@@ -61,13 +61,35 @@ def fetch_settings(settings: Settings) -> FetchSettings:
     )
 
 
-def parse_json(body: bytes) -> Any:
-    """Decode a JSON body; anything unreadable is a 400."""
+def parse_json(body: bytes, max_depth: int = 64) -> Any:
+    """Decode a JSON body; anything unreadable, or nested deeper than ``max_depth``, is a 400.
+
+    The depth is checked on the bytes before ``json.loads`` recurses into them: a hook request
+    with FHIR resources nests about 15 levels, while a few kilobytes of ``[[[[...`` would drive
+    the decoder, and anything that walks the result, into deep recursion. The check is O(n) in C
+    string operations: a body with no more brackets than ``max_depth`` cannot be deeper;
+    otherwise escaped backslashes and quotes are dropped, every byte but ``"[]{}`` is dropped,
+    what lies between quotes (string content, or an unterminated string's rest) is cut out, and
+    the deepest running sum of the remaining brackets (+1 open, -1 close) is the depth. The
+    decoder stops at the first syntax error, so a count made wrong by invalid JSON after that
+    point does no harm.
+    """
+    from itertools import accumulate
+
     try:
         # RFC 8259 requires UTF-8; json.loads would also guess UTF-16/32, which we refuse.
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise InvalidRequest("the request body is not UTF-8 encoded JSON") from None
+    if body.count(b"[") + body.count(b"{") > max_depth:
+        # In UTF-8 every byte of a multi-byte character is >= 0x80: the ASCII bytes seen here
+        # are the JSON text's own. A run of backslashes pairs up from its start, as escapes do.
+        marks = body.replace(b"\\\\", b"").replace(b'\\"', b"") if b"\\" in body else body
+        marks = marks.translate(None, bytes(set(range(256)).difference(b'"[]{}')))
+        outside = b"".join(marks.split(b'"')[0::2])
+        steps = outside.translate(bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff"))
+        if max(accumulate(memoryview(steps).cast("b")), default=0) > max_depth:
+            raise InvalidRequest(f"the request body is nested deeper than {max_depth} levels")
     try:
         return json.loads(text)
     except RecursionError:

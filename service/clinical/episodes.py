@@ -133,7 +133,7 @@ def episode_from(
     now: datetime,
 ) -> Episode | None:
     """The episode one Procedure stands for, or ``None`` when it is not an index procedure."""
-    status = resource.get("status")
+    status = fields.status_code(resource, "status")
     if status in _EXCLUDED_STATUS:
         return None
     klass, from_text = _classify(resource, lexicon)

@@ -265,7 +265,7 @@ def from_observation(
     resource: Mapping[str, Any], lexicon: Lexicon, settings: ClinicalSettings, now: datetime
 ) -> tuple[list[Finding], list[PainScore]]:
     """Findings and pain scores of one Observation."""
-    if resource.get("status") in _EXCLUDED_OBSERVATION:
+    if fields.status_code(resource, "status") in _EXCLUDED_OBSERVATION:
         return [], []
     when, known = _onset(
         resource, ("effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued"), now

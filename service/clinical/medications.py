@@ -134,7 +134,7 @@ def _epidural_route(dosages: Iterable[Mapping[str, Any]], lexicon: Lexicon) -> b
 
 def from_administration(resource: Mapping[str, Any], lexicon: Lexicon) -> MedicationEvent | None:
     """A MedicationAdministration of interest (``None`` when excluded or irrelevant)."""
-    if resource.get("status") in _EXCLUDED_ADMIN:
+    if fields.status_code(resource, "status") in _EXCLUDED_ADMIN:
         return None
     concept, name = _medication_concept(resource)
     classes = _classes(concept, name, lexicon)
@@ -147,7 +147,7 @@ def from_administration(resource: Mapping[str, Any], lexicon: Lexicon) -> Medica
     end = fields.period_end(resource, "effectivePeriod")
     if end is None and "effectiveDateTime" in resource:
         end = start
-    in_progress = resource.get("status") == "in-progress" or (
+    in_progress = fields.status_code(resource, "status") == "in-progress" or (
         "effectivePeriod" in resource and end is None
     )
     return MedicationEvent(
@@ -168,7 +168,7 @@ def from_administration(resource: Mapping[str, Any], lexicon: Lexicon) -> Medica
 
 def from_request(resource: Mapping[str, Any], lexicon: Lexicon) -> MedicationEvent | None:
     """A MedicationRequest of interest; its time is the order time (timing uncertain)."""
-    if resource.get("status") in _EXCLUDED_ORDER:
+    if fields.status_code(resource, "status") in _EXCLUDED_ORDER:
         return None
     concept, name = _medication_concept(resource)
     classes = _classes(concept, name, lexicon)
@@ -189,7 +189,7 @@ def from_request(resource: Mapping[str, Any], lexicon: Lexicon) -> MedicationEve
         start=authored,
         end=None,
         epidural_route=_epidural_route(dosages, lexicon),
-        in_progress=resource.get("status") in {"active", "on-hold"},
+        in_progress=fields.status_code(resource, "status") in {"active", "on-hold"},
         codes=_rxnorm_codes(concept),
         dose=dose or _strength_from_text(text),
         per_day=_per_day(dosages, text),

@@ -77,7 +77,8 @@ class CodeIndex:
             return ()
         found: list[ConceptMatch] = []
         seen: set[str] = set()
-        for coding in concept.get("coding") or ():
+        codings = concept.get("coding")
+        for coding in codings if isinstance(codings, list) else ():
             if isinstance(coding, Mapping):
                 for match in self.match_coding(coding):
                     if match.concept not in seen:
