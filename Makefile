@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install clean
+.PHONY: run test bench install clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ test: install
 	$(BIN)/mypy
 	$(BIN)/epidural-cds check-content
 	$(BIN)/pytest
+
+# Benchmarks (docs/performance.md); needs wrk (apt-get install wrk) for the HTTP part.
+bench: install
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .mypy_cache .ruff_cache *.egg-info

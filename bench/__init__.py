@@ -1,0 +1,1 @@
+"""The epidural-cds performance suite: ``python -m bench`` (see bench/README.md)."""

@@ -1,0 +1,191 @@
+"""The Markdown report of one benchmark run (printed, and saved next to ``latest.json``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _status(target: dict[str, Any], quick: bool) -> str:
+    if quick:
+        return "n/a (quick)"
+    return "MET" if target["met"] else "**NOT MET**"
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for phase in ("http", "inprocess", "fetch", "memory"):
+        section = results.get(phase)
+        if isinstance(section, dict):
+            out.extend(section.get("targets", []))
+    return out
+
+
+def render(results: dict[str, Any]) -> str:
+    quick = results["mode"] == "quick"
+    m = results["machine"]
+    lines = [
+        f"# epidural-cds benchmark ({results['mode']}) — {results['started']}",
+        "",
+        f"- Command: `{results['command']}`",
+        f"- Machine: {m['nproc']} CPUs ({m['cpu_model']}), {m['memory_gib']} GiB RAM, "
+        f"Python {m['python']}, {m['platform']}",
+        f"- Load average at start / end: {results['loadavg_start']} / {results.get('loadavg_end')}",
+        f"- Total time: {results.get('elapsed_s', 0):.0f} s",
+    ]
+    if quick:
+        lines.append("- Quick smoke run: short runs, thresholds are not applied.")
+    if results.get("errors"):
+        lines += ["", "**Errors:**", ""]
+        lines += [f"- {phase}: {message}" for phase, message in results["errors"].items()]
+    rows = targets(results)
+    if rows:
+        lines += ["", "## Targets", "", "| Target | Goal | Measured | Status |"]
+        lines.append("|---|---|---|---|")
+        for t in rows:
+            lines.append(f"| {t['name']} | {t['target']} | {t['value']} | {_status(t, quick)} |")
+    if "inprocess" in results:
+        lines += _inprocess(results["inprocess"])
+    if "http" in results:
+        lines += _http(results["http"])
+    if "fetch" in results:
+        lines += _fetch(results["fetch"])
+    if "memory" in results:
+        lines += _memory(results["memory"])
+    if results.get("profile"):
+        lines += [
+            "",
+            "## Where the time goes (cProfile, `handle` on the 100-resource chart, "
+            "top 10 cumulative)",
+            "",
+            "```",
+            results["profile"].strip(),
+            "```",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _inprocess(r: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "## a. In-process: `HookHandler.handle` (parse + validate + evaluate + render)",
+        "",
+        "| Resources | Body | Runs | Median ms | p99 ms | JSON ms | Parse+validate ms "
+        "| Resolve ms | Evaluate ms | No-parse ms | Cards | Other CPU |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for s in r["sizes"]:
+        st = s["stages_median_ms"]
+        lines.append(
+            f"| {s['resources']:,} | {s['body_bytes'] / 1024:,.0f} KiB | {s['runs']} "
+            f"| {s['median_ms']:.2f} | {s['p99_ms']:.2f} | {st['json']:.2f} | {st['parse']:.2f} "
+            f"| {st['resolve']:.2f} | {st['evaluate']:.2f} | {st['no_parse']:.2f} "
+            f"| {', '.join(s['cards']) or 'none'} | {s.get('other_cpu_cores', 0):.2f} |"
+        )
+    lines += [
+        "",
+        f"Per-resource slope (least squares over the sizes, medians): "
+        f"**{r['slope_us_per_resource']:.1f} µs/resource** "
+        f"(intercept {r['intercept_ms']:.2f} ms); without parsing "
+        f"{r['slope_no_parse_us_per_resource']:.1f} µs/resource; parse+validate alone "
+        f"{r['slope_parse_us_per_resource']:.1f} µs/resource. "
+        "p99 is nearest-rank: with fewer than 100 runs it is the slowest run. "
+        "Stages are medians of separate runs on the same body, so they need not add up. "
+        '"Other CPU": cores used by other processes while the size was timed.',
+    ]
+    return lines
+
+
+def _http(r: dict[str, Any]) -> list[str]:
+    b, s = r["baseline"], r["service"]
+    tok = r["tokens"]
+    return [
+        "",
+        "## b. HTTP: service (production profile, JWT ES384) vs bare Flask baseline",
+        "",
+        f"{r['tool']}, {r['threads']} threads, {r['connections']} connections, "
+        f"{r['duration_s']:.0f} s per run, medians of {r['runs_counted']} alternating "
+        f"baseline/service run pairs ({r['runs_disturbed']} more were disturbed by other "
+        f"processes, > {r['other_cpu_limit_cores']} cores, and left out); "
+        f"body: {r['chart_resources']}-resource chart with full prefetch "
+        f"({r['body_bytes'] / 1024:.0f} KiB); both under gunicorn with 2 sync workers.",
+        "",
+        "| Server | Requests/s | p50 ms | p99 ms | Requests | Non-200 | Socket errors "
+        "| Server CPU (cores) | CPU ms/request | Load gen. CPU | Other CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        _http_row("baseline (json.loads + fixed reply)", b),
+        _http_row("epidural-cds", s),
+        "",
+        "CPU columns are medians over the runs, in cores (2 = the whole machine); "
+        '"Other" is CPU taken by processes outside the benchmark during the run.',
+        "",
+        f"Throughput ratio service/baseline: **{r['ratio']:.2f}x** "
+        f"(per run: {', '.join(f'{x:.2f}' for x in r['pair_ratios'])}). "
+        f"Tokens: {tok['answered_200']} answered 200, {tok['stored_in_replay_table']} stored "
+        f"in the replay table, {tok['sent']} sent, none reused "
+        f"({'consistent' if tok['consistent'] else 'INCONSISTENT'}); a replayed token got "
+        f"HTTP {r['sanity']['service'].get('replay_status')}.",
+    ]
+
+
+def _http_row(name: str, x: dict[str, Any]) -> str:
+    per_request = x["server_cpu_cores"] * 1000 / x["rps"] if x["rps"] else 0.0
+    return (
+        f"| {name} | {x['rps']:.0f} | {x['p50_ms']:.1f} | {x['p99_ms']:.1f} | {x['requests']} "
+        f"| {x['non200']} | {x['socket_errors']} | {x['server_cpu_cores']:.2f} "
+        f"| {per_request:.1f} | {x['load_generator_cpu_cores']:.2f} | {x['other_cpu_cores']:.2f} |"
+    )
+
+
+def _fetch(r: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        f"## c. Fallback fetching ({r['fhir_server']}, {r['chart_resources']}-resource chart)",
+        "",
+        "| FHIR server | Wall ms (median) | Slowest query ms | Sum of queries ms "
+        "| Raw parallel control ms | Wall/slowest | Wall/sum | HTTP requests |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for label, c in (
+        ("sekmet direct", r["direct"]),
+        (f"sekmet + {r['latency_ms']:.0f} ms latency", r["with_latency"]),
+    ):
+        lines.append(
+            f"| {label} | {c['wall_ms']:.1f} | {c['slowest_ms']:.1f} ({c['slowest_query']}) "
+            f"| {c['sum_ms']:.1f} | {c['control_parallel_ms']:.1f} | {c['wall_over_slowest']:.2f} "
+            f"| {c['wall_over_sum']:.2f} | {c['requests_per_call']} |"
+        )
+    d = r["deadline"]
+    lines += [
+        "",
+        "The raw parallel control fires the same queries at once from plain threads: when it is "
+        "no faster than the sum, the FHIR server (one CPU-bound process) is what serialises them.",
+        "",
+        f"Deadline {d['deadline_s']} s, one query held {d['hold_s']:.0f} s by a local proxy:",
+        "",
+    ]
+    for case in d["cases"]:
+        runs = ", ".join(f"{x['elapsed_s']:.3f} s ({x['outcome']})" for x in case["runs"])
+        lines.append(f"- {case['held_key']}: {runs}")
+    return lines
+
+
+def _memory(r: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        f"## d. Memory: gunicorn worker RSS over a {r['soak_s']:.0f} s soak",
+        "",
+        f"Soak at {r['achieved_rps']:.0f} requests/s ({r['achieved_fraction']:.0%} of the "
+        f"measured {r['capacity_rps']:.0f}; target {r['target_rps']:.0f}), {r['requests']} "
+        f"requests, {r['non200']} non-200, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms.",
+        "",
+        "| Worker | Cold MiB | Warm MiB | After soak MiB | Growth from warm | From cold |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for w in r["workers"]:
+        lines.append(
+            f"| {w['pid']} | {w['cold_mib']:.1f} | {w['warm_mib']:.1f} | {w['end_mib']:.1f} "
+            f"| {w['growth_pct']:+.2f} % | {w['growth_from_cold_pct']:+.2f} % |"
+        )
+    if r["workers_replaced"]:
+        lines.append(f"\nWorkers replaced during the run: {r['workers_replaced']}")
+    return lines
