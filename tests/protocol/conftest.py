@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ from flask.testing import FlaskClient
 from service.app import EXTENSION_KEY, ServiceState
 from service.fhir.local_search import build_prefetch, bundle_resources
 from tests.support.apps import dev_app
+from tests.support.recording_fhir import RecordingFhirServer
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "fhir_examples"
 EXAMPLE_DIRS = sorted(p for p in EXAMPLES.iterdir() if p.is_dir()) if EXAMPLES.is_dir() else []
@@ -114,58 +113,6 @@ def service_url(app: Flask) -> str:
 
 def encode(body: Any) -> bytes:
     return json.dumps(body).encode("utf-8")
-
-
-# -- a FHIR server that records what it is asked ------------------------------------------------
-
-
-class RecordingFhirServer:
-    """A real HTTP server on 127.0.0.1 that answers every GET under ``/fhir/`` with an empty
-    searchset Bundle (or 404 for a read) and records ``(path?query, Authorization)``. Tests use it
-    to prove whether the service went to ``fhirServer`` at all."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, str | None]] = []
-        recorded = self.requests
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                recorded.append((self.path, self.headers.get("Authorization")))
-                path = self.path.partition("?")[0].removeprefix("/fhir/")
-                if "/" in path:  # a read: nothing is stored here
-                    status = 404
-                    body: dict[str, Any] = {
-                        "resourceType": "OperationOutcome",
-                        "issue": [{"severity": "error", "code": "not-found"}],
-                    }
-                else:
-                    status = 200
-                    body = {"resourceType": "Bundle", "type": "searchset", "total": 0}
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/fhir+json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,), daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/fhir"
-
-    def __enter__(self) -> RecordingFhirServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
 
 
 def local_fhir_app(server: RecordingFhirServer, **settings: Any) -> Flask:

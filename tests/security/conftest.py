@@ -17,11 +17,9 @@ import hmac
 import json
 import logging
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +42,7 @@ from tests.auth.conftest import (  # noqa: F401 - fixtures re-exported for this 
     rsa_signer,
     rsa_signer_b,
 )
+from tests.support.recording_fhir import RecordingFhirServer
 
 ROOT = Path(__file__).resolve().parents[2]
 S1 = ROOT / "fhir_examples" / "s1-labour-epidural-lmwh-weakness"
@@ -198,52 +197,7 @@ def jwks_server() -> Iterator[JwksServer]:
 # -- a FHIR server that records what it is asked --------------------------------------------------
 
 
-class RecordingFhirStub:
-    """A real HTTP server on 127.0.0.1: empty searchsets for searches, 404 for reads; records
-    ``(path, Authorization)`` of every request."""
-
-    def __init__(self) -> None:
-        self.requests: list[tuple[str, str | None]] = []
-        recorded = self.requests
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                recorded.append((self.path, self.headers.get("Authorization")))
-                path = self.path.partition("?")[0].removeprefix("/fhir/")
-                if "/" in path:
-                    status = 404
-                    body: dict[str, Any] = {
-                        "resourceType": "OperationOutcome",
-                        "issue": [{"severity": "error", "code": "not-found"}],
-                    }
-                else:
-                    status = 200
-                    body = {"resourceType": "Bundle", "type": "searchset", "total": 0}
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/fhir+json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,), daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}/fhir"
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
+RecordingFhirStub = RecordingFhirServer
 
 
 @pytest.fixture
