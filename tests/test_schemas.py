@@ -364,14 +364,14 @@ def test_request_valid(instance: dict[str, Any]) -> None:
         # The spec's "example prefetch data" shows "user": "123"; a bare string is not a
         # FHIR resource, so we refuse it.
         pytest.param(
-            change(REQUEST, ("prefetch", "user"), "123"), "anyOf", id="prefetch-bare-string"
+            change(REQUEST, ("prefetch", "user"), "123"), "type", id="prefetch-bare-string"
         ),
         pytest.param(
             change(REQUEST, ("prefetch", "patientToGreet", "resourceType"), DELETE),
-            "anyOf",
+            "required",
             id="prefetch-without-resourceType",
         ),
-        pytest.param(change(REQUEST, ("prefetch", "x"), []), "anyOf", id="prefetch-array"),
+        pytest.param(change(REQUEST, ("prefetch", "x"), []), "type", id="prefetch-array"),
         pytest.param(change(REQUEST, ("prefetch",), None), "type", id="prefetch-null"),
         pytest.param(change(REQUEST, ("extension",), "x"), "type", id="extension-not-object"),
         pytest.param(

@@ -46,31 +46,58 @@ class _Span:
     key: str
 
 
-def _find(tokens: Sequence[str], phrases: Iterable[tuple[str, Phrase]]) -> list[_Span]:
-    spans: list[_Span] = []
-    for key, phrase in phrases:
-        n = len(phrase)
-        if n == 0:
-            continue
-        for i in range(len(tokens) - n + 1):
-            if tuple(tokens[i : i + n]) == phrase:
-                spans.append(_Span(i, i + n, key))
-    return spans
+class _PhraseIndex:
+    """Phrases keyed by their first word, so finding them costs one dict lookup per token.
+
+    Trying every phrase at every position was the service's hottest loop (hundreds of phrases,
+    every text of every Observation). Candidates under one first word keep the content order,
+    so spans come out ordered by position, then by content order: the order the rules and the
+    "first phrase wins" choices depend on.
+    """
+
+    __slots__ = ("_by_first",)
+
+    def __init__(self, phrases: Iterable[tuple[str, Phrase]]) -> None:
+        by_first: dict[str, list[tuple[str, Phrase]]] = {}
+        for key, phrase in phrases:
+            if phrase:
+                by_first.setdefault(phrase[0], []).append((key, phrase))
+        self._by_first = {word: tuple(found) for word, found in by_first.items()}
+
+    def find(self, tokens: Sequence[str]) -> list[_Span]:
+        """Every occurrence of every phrase in ``tokens``, by start position then content order."""
+        spans: list[_Span] = []
+        by_first = self._by_first
+        count = len(tokens)
+        for i, token in enumerate(tokens):
+            candidates = by_first.get(token)
+            if candidates is None:
+                continue
+            for key, phrase in candidates:
+                end = i + len(phrase)
+                if end <= count and (end == i + 1 or tuple(tokens[i:end]) == phrase):
+                    spans.append(_Span(i, end, key))
+        return spans
 
 
 @dataclass(frozen=True)
 class TextMatcher:
-    """Finds concepts, procedure classes and laterality in free text."""
+    """Finds concepts, procedure classes and laterality in free text.
 
-    findings: Mapping[str, tuple[Phrase, ...]]
+    Built once per content load; every phrase list is indexed by first word at that time, so a
+    text costs one tokenisation plus a dict lookup per word.
+    """
+
     requires_any: Mapping[str, frozenset[str]]
-    procedures: tuple[tuple[str, tuple[Phrase, ...]], ...]
-    laterality: Mapping[str, tuple[Phrase, ...]]
-    cues: tuple[Phrase, ...]
-    post_cues: tuple[Phrase, ...]
+    procedure_order: Mapping[str, int]
     terminators: frozenset[str]
     scope_words: int
     post_scope_words: int
+    _findings: _PhraseIndex
+    _procedures: _PhraseIndex
+    _laterality_phrases: _PhraseIndex
+    _cues: _PhraseIndex
+    _post_cues: _PhraseIndex
 
     @classmethod
     def from_content(cls, doc: Mapping[str, Any]) -> TextMatcher:
@@ -80,18 +107,27 @@ class TextMatcher:
         procedures = doc["procedures"]
         laterality = doc["laterality"]
         return cls(
-            findings={name: _phrases(spec["phrases"]) for name, spec in findings.items()},
             requires_any={
                 name: frozenset(w for item in spec.get("requires_any", ()) for w in words(item))
                 for name, spec in findings.items()
             },
-            procedures=tuple((p["class"], _phrases(p["phrases"])) for p in procedures),
-            laterality={side: _phrases(phr) for side, phr in laterality.items()},
-            cues=_phrases([c] for c in negation["cues"]),
-            post_cues=_phrases([c] for c in negation["post_cues"]),
+            procedure_order={p["class"]: n for n, p in reversed(list(enumerate(procedures)))},
             terminators=frozenset(negation["terminators"]),
             scope_words=int(negation["scope_words"]),
             post_scope_words=int(negation["post_scope_words"]),
+            _findings=_PhraseIndex(
+                (name, p) for name, spec in findings.items() for p in _phrases(spec["phrases"])
+            ),
+            _procedures=_PhraseIndex(
+                (p["class"], phrase) for p in procedures for phrase in _phrases(p["phrases"])
+            ),
+            _laterality_phrases=_PhraseIndex(
+                (side, p) for side, phrases in laterality.items() for p in _phrases(phrases)
+            ),
+            _cues=_PhraseIndex(("cue", p) for p in _phrases([c] for c in negation["cues"])),
+            _post_cues=_PhraseIndex(
+                ("cue", p) for p in _phrases([c] for c in negation["post_cues"])
+            ),
         )
 
     # -- public API ---------------------------------------------------------------------------
@@ -103,17 +139,23 @@ class TextMatcher:
             tokens = words(sentence)
             if not tokens:
                 continue
+            spans = self._findings.find(tokens)
+            if not spans:
+                continue
             laterality = self._laterality(tokens)
-            spans = _find(tokens, ((name, p) for name, ps in self.findings.items() for p in ps))
             covered = {i for s in spans for i in range(s.start, s.end)}
             token_set = set(tokens)
-            for span in sorted(spans, key=lambda s: s.start):
+            cues: list[_Span] | None = None
+            post_cues: list[_Span] | None = None
+            for span in spans:
                 if span.key in hits:
                     continue
                 needed = self.requires_any.get(span.key)
                 if needed and not (needed & token_set):
                     continue
-                if self._negated(tokens, span, covered):
+                if cues is None or post_cues is None:
+                    cues, post_cues = self._cues.find(tokens), self._post_cues.find(tokens)
+                if self._negated(tokens, span, covered, cues, post_cues):
                     continue
                 hits[span.key] = TextHit(
                     span.key, " ".join(tokens[span.start : span.end]), laterality
@@ -122,11 +164,8 @@ class TextMatcher:
 
     def procedure_class(self, text: str) -> str | None:
         """The first procedure class (content order) whose phrases occur in ``text``, if any."""
-        tokens = words(text)
-        for klass, phrases in self.procedures:
-            if _find(tokens, ((klass, p) for p in phrases)):
-                return klass
-        return None
+        found = {span.key for span in self._procedures.find(words(text))}
+        return min(found, key=self.procedure_order.__getitem__) if found else None
 
     def mentions_any(self, text: str, names: Iterable[str]) -> str | None:
         """The first of ``names`` (single words, e.g. drug names) occurring in ``text``."""
@@ -143,21 +182,24 @@ class TextMatcher:
     # -- internals ----------------------------------------------------------------------------
 
     def _laterality(self, tokens: Sequence[str]) -> str | None:
-        found = {
-            side
-            for side, phrases in self.laterality.items()
-            if _find(tokens, ((side, p) for p in phrases))
-        }
+        found = {span.key for span in self._laterality_phrases.find(tokens)}
         if "bilateral" in found or {"left", "right"} <= found:
             return "bilateral"
         if len(found) == 1:
             return found.pop()
         return None
 
-    def _negated(self, tokens: Sequence[str], span: _Span, covered: set[int]) -> bool:
+    def _negated(
+        self,
+        tokens: Sequence[str],
+        span: _Span,
+        covered: set[int],
+        cues: Sequence[_Span],
+        post_cues: Sequence[_Span],
+    ) -> bool:
         start = max(0, span.start - self.scope_words)
         # A terminator between a cue and the phrase ends the cue's scope.
-        for cue in _find(tokens, (("cue", c) for c in self.cues)):
+        for cue in cues:
             if cue.end > span.start or cue.start < start:
                 continue
             if any(i in covered for i in range(cue.start, cue.end)):
@@ -166,7 +208,7 @@ class TextMatcher:
             if not any(w in self.terminators for w in between):
                 return True
         after_end = min(len(tokens), span.end + self.post_scope_words)
-        for cue in _find(tokens, (("cue", c) for c in self.post_cues)):
+        for cue in post_cues:
             if not (span.end <= cue.start and cue.end <= after_end):
                 continue
             if any(i in covered for i in range(cue.start, cue.end)):

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+from typing import Any
 
-from service.clinical.text import TextMatcher, words
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from service.clinical.text import TextMatcher, _PhraseIndex, words
 from service.content import Content
 
 
@@ -257,3 +261,37 @@ def test_discharge_planning_is_not_an_insertion_site_sign(matcher: TextMatcher) 
 
 def test_diagnosis_ruled_out_afterwards_is_negated(matcher: TextMatcher) -> None:
     assert found(matcher, "cauda equina syndrome ruled out on MRI") == []
+
+
+# -- the phrase index finds exactly what trying every phrase everywhere finds --
+
+
+def _naive_spans(tokens: list[str], phrases: list[tuple[str, tuple[str, ...]]]) -> list[Any]:
+    """The obvious matcher (every phrase at every position), ordered as the index promises."""
+    spans = [
+        (i, i + len(phrase), order, key)
+        for order, (key, phrase) in enumerate(phrases)
+        for i in range(len(tokens) - len(phrase) + 1)
+        if tuple(tokens[i : i + len(phrase)]) == phrase
+    ]
+    return [(start, end, key) for start, end, _order, key in sorted(spans)]
+
+
+_VOCABULARY = ["leg", "legs", "weak", "numb", "no", "left", "both", "can't", "pee", ",", "x"]
+_PHRASES = [
+    ("a", ("leg",)),
+    ("b", ("leg", "weak")),
+    ("c", ("weak",)),
+    ("d", ("both", "legs", "numb")),
+    ("e", ("can't", "pee")),
+    ("f", ("leg", "weak", "x")),
+    ("a", ("numb", "leg")),
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_VOCABULARY), max_size=25))
+def test_phrase_index_equals_trying_every_phrase_everywhere(tokens: list[str]) -> None:
+    index = _PhraseIndex(_PHRASES)
+    found_spans = [(s.start, s.end, s.key) for s in index.find(tokens)]
+    assert found_spans == _naive_spans(tokens, _PHRASES)
