@@ -32,11 +32,20 @@ MAX_TRIES = 3
 
 
 def _handler() -> Any:
+    """The handler as a worker has it: built once, then frozen out of the collector.
+
+    ``epidural-cds serve`` calls ``gc.freeze()`` after building the app (service/server.py);
+    doing the same here keeps the in-process numbers those of the deployed service.
+    """
+    import gc
+
     from service import content as content_module
     from service.cdshooks.handler import HookHandler
     from service.config import Settings
 
-    return HookHandler(content_module.load(None), Settings())
+    handler = HookHandler(content_module.load(None), Settings())
+    gc.freeze()
+    return handler
 
 
 def _time(fn: Callable[[], Any], runs: int, warmup: int) -> list[float]:

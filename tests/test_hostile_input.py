@@ -17,11 +17,13 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from werkzeug.test import Client, EnvironBuilder, TestResponse
 from werkzeug.wrappers import Response
 
 import service.engine
-from service.cdshooks.handler import parse_json
+from service.cdshooks.handler import nested_deeper_than, parse_json
 from service.errors import InvalidRequest
 from tests.protocol.conftest import (
     EXAMPLES,
@@ -142,6 +144,22 @@ def test_pre_scan_counts_only_structural_brackets(raw: bytes, deep: bool) -> Non
             parse_json(raw)
     else:
         assert parse_json(raw) == json.loads(raw.decode("utf-8-sig"))
+
+
+# Strings full of the characters the pre-scan treats specially.
+_TRICKY_TEXT = st.text(alphabet='[]{}"\\\\ax\u00e9\u20ac\U0001d11e\n', max_size=12)
+_JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | _TRICKY_TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TRICKY_TEXT, inner, max_size=4),
+    max_leaves=40,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(_JSON_VALUES, st.integers(min_value=0, max_value=8), st.booleans())
+def test_pre_scan_agrees_with_the_decoded_depth(value: Any, limit: int, ascii_only: bool) -> None:
+    raw = json.dumps(value, ensure_ascii=ascii_only).encode()
+    assert nested_deeper_than(raw, limit) == (depth(value) > limit)
 
 
 def test_truncated_body_is_reported_as_invalid_json_not_as_deep() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from service.clinical.terminology import CodeIndex
 from service.clinical.text import TextMatcher
@@ -22,3 +23,24 @@ class Lexicon:
     thrombolytic_names: tuple[str, ...] = ()
     regions: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     """Spinal region name -> words that name it in procedure text."""
+
+    @cached_property
+    def drug_words(self) -> Mapping[str, frozenset[str]]:
+        """Lower-case drug name -> the name lists it belongs to (computed once per content load).
+
+        The keys of the result are the field names without ``_names`` (``local_anaesthetic``,
+        ``corticosteroid``, ``antithrombotic``, ``insulin``, ``thrombolytic``), so a medication's
+        text is tokenised once and each word costs one dict lookup.
+        """
+        lists = {
+            "local_anaesthetic": self.local_anaesthetic_names,
+            "corticosteroid": self.corticosteroid_names,
+            "antithrombotic": self.antithrombotic_names,
+            "insulin": self.insulin_names,
+            "thrombolytic": self.thrombolytic_names,
+        }
+        words: dict[str, set[str]] = {}
+        for group, names in lists.items():
+            for name in names:
+                words.setdefault(name.lower(), set()).add(group)
+        return {word: frozenset(groups) for word, groups in words.items()}

@@ -15,6 +15,7 @@ from typing import Any
 from service.clinical import fields
 from service.clinical.lexicon import Lexicon
 from service.clinical.model import MedicationEvent, ResourceRef
+from service.clinical.text import words as text_words
 
 LOCAL_ANAESTHETIC = "local_anaesthetic"
 CORTICOSTEROID = "corticosteroid"
@@ -49,20 +50,27 @@ def _medication_concept(resource: Mapping[str, Any]) -> tuple[Any, str]:
 
 def _classes(concept: Any, name: str, lexicon: Lexicon) -> frozenset[str]:
     found = {m.concept for m in lexicon.codes.match_concept(concept) if m.concept in _CLASSES}
-    texts = " ".join([name, *fields.concept_texts(concept)])
-    if lexicon.text.mentions_any(texts, lexicon.local_anaesthetic_names):
+    drug_words = lexicon.drug_words
+    named: set[str] = set()
+    for word in text_words(" ".join([name, *fields.concept_texts(concept)])):
+        groups = drug_words.get(word)
+        if groups:
+            named |= groups
+        if word == WARFARIN:
+            named.add(WARFARIN)
+    if "local_anaesthetic" in named:
         found.add(LOCAL_ANAESTHETIC)
-    if lexicon.text.mentions_any(texts, lexicon.corticosteroid_names):
+    if "corticosteroid" in named:
         found.add(CORTICOSTEROID)
-    if lexicon.text.mentions_any(texts, lexicon.antithrombotic_names):
+    if "antithrombotic" in named:
         found.add(ANTITHROMBOTIC)
-    if lexicon.text.mentions_any(texts, (WARFARIN,)):
+    if WARFARIN in named:
         found.add(WARFARIN)
     if WARFARIN in found:
         found.add(ANTITHROMBOTIC)
-    if lexicon.text.mentions_any(texts, lexicon.insulin_names):
+    if "insulin" in named:
         found.add(INSULIN)
-    if lexicon.text.mentions_any(texts, lexicon.thrombolytic_names):
+    if "thrombolytic" in named:
         found.update((THROMBOLYTIC, ANTITHROMBOTIC))
     return frozenset(found)
 

@@ -73,13 +73,13 @@ class CodeIndex:
 
     def match_concept(self, concept: Mapping[str, Any] | None) -> tuple[ConceptMatch, ...]:
         """Concepts of every coding of a FHIR CodeableConcept, in coding order, without repeats."""
-        if not isinstance(concept, Mapping):
+        if not isinstance(concept, dict):
             return ()
         found: list[ConceptMatch] = []
         seen: set[str] = set()
         codings = concept.get("coding")
         for coding in codings if isinstance(codings, list) else ():
-            if isinstance(coding, Mapping):
+            if isinstance(coding, dict):
                 for match in self.match_coding(coding):
                     if match.concept not in seen:
                         seen.add(match.concept)

@@ -20,7 +20,7 @@ _SUBJECT_FIELDS = ("subject", "patient")
 def _patient_reference(resource: Mapping[str, Any]) -> str | None:
     for name in _SUBJECT_FIELDS:
         ref = resource.get(name)
-        if isinstance(ref, Mapping):
+        if isinstance(ref, dict):
             value = ref.get("reference")
             if isinstance(value, str):
                 return value
