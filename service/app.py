@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+import orjson
 from flask import Flask, Response, request
 from flask_cors import CORS
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
@@ -58,8 +59,7 @@ class ServiceState:
 
 
 def _json(document: Any, status: int = 200, mimetype: str = "application/json") -> Response:
-    body = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
-    return Response(body, status=status, mimetype=mimetype)
+    return Response(orjson.dumps(document), status=status, mimetype=mimetype)
 
 
 def _outcome(status: int, issue_code: str, message: str) -> Response:

@@ -8,7 +8,6 @@ the pure evaluation. Framework-free so the HTTP layer and the CLI share it exact
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import re
 import time
@@ -18,6 +17,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import accumulate
 from typing import Any
+
+import orjson
 
 from service import engine
 from service.cdshooks import schemas
@@ -103,25 +104,30 @@ def nested_deeper_than(body: bytes, limit: int) -> bool:
     return max(accumulate(steps), default=0) > limit
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
 def parse_json(body: bytes, max_depth: int = 64) -> Any:
     """Decode a JSON body; anything unreadable, or nested deeper than ``max_depth``, is a 400.
 
     The depth is checked on the bytes first (:func:`nested_deeper_than`): a hook request with FHIR
     resources nests about 15 levels, while a few kilobytes of ``[[[[...`` would drive the
-    decoder, and anything that walks the result, into deep recursion.
+    decoder, and anything that walks the result, into deep recursion. The decoder is orjson,
+    which reads UTF-8 bytes directly (RFC 8259 requires UTF-8; a leading byte order mark is
+    tolerated, UTF-16/32 are refused) and is strict where the standard library is lenient: NaN,
+    Infinity and lone surrogates are not JSON and get a 400.
     """
-    try:
-        # RFC 8259 requires UTF-8; json.loads would also guess UTF-16/32, which we refuse.
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise InvalidRequest("the request body is not UTF-8 encoded JSON") from None
+    if body.startswith(_BOM):
+        body = body[len(_BOM) :]
     if len(body) > max_depth and nested_deeper_than(body, max_depth):
         raise InvalidRequest(f"the request body is nested deeper than {max_depth} levels")
     try:
-        return json.loads(text)
-    except RecursionError:
-        raise InvalidRequest("the request body is nested too deeply") from None
-    except json.JSONDecodeError as exc:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidRequest("the request body is not UTF-8 encoded JSON") from None
         raise InvalidRequest(
             f"the request body is not valid JSON (line {exc.lineno}, column {exc.colno})"
         ) from None

@@ -56,6 +56,7 @@ MEASURED_CONCEPTS = (
 
 _EXCLUDED_VERIFICATION = {"entered-in-error", "refuted"}
 _EXCLUDED_OBSERVATION = {"entered-in-error", "cancelled"}
+_OBSERVATION_TIMES = ("effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued")
 _HIGH_FLAGS = {"H", "HH", "HU", "A", "AA"}
 _NEGATIVE_VALUES = {"no", "absent", "negative", "none", "not present", "false"}
 _LATERALITY_CONCEPT = {
@@ -264,30 +265,40 @@ def _measurement(
 def from_observation(
     resource: Mapping[str, Any], lexicon: Lexicon, settings: ClinicalSettings, now: datetime
 ) -> tuple[list[Finding], list[PainScore]]:
-    """Findings and pain scores of one Observation."""
+    """Findings and pain scores of one Observation.
+
+    Most Observations of a long admission are normal vitals and labs that yield nothing, so the
+    cheap questions come first (status, code, value) and the time, source and laterality are
+    read only for an Observation that does yield a finding.
+    """
     if fields.status_code(resource, "status") in _EXCLUDED_OBSERVATION:
         return [], []
-    when, known = _onset(
-        resource, ("effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued"), now
-    )
-    ref = fields.ref_of(resource)
     code = resource.get("code")
-    matches = lexicon.codes.match_concept(code)
-    names = {m.concept for m in matches}
-    if names & {"pain_score"}:
+    names = {m.concept for m in lexicon.codes.match_concept(code)}
+    if "pain_score" in names:
         q = fields.quantity(resource)
         if q is None and isinstance(resource.get("valueInteger"), int):
             q = (float(resource["valueInteger"]), "")
-        return [], ([PainScore(when, q[0], ref)] if q else [])
+        if q is None:
+            return [], []
+        when, _known = _onset(resource, _OBSERVATION_TIMES, now)
+        return [], [PainScore(when, q[0], fields.ref_of(resource))]
     for name in MEASURED_CONCEPTS:
         if name in names:
             measured = _measurement(resource, name, settings)
             if measured is None:
                 return [], []
             concept, value, amount = measured
+            when, known = _onset(resource, _OBSERVATION_TIMES, now)
             label = fields.label_of(code, name)
             finding = Finding(
-                concept, when, ref, label, value=value, time_known=known, amount=amount
+                concept,
+                when,
+                fields.ref_of(resource),
+                label,
+                value=value,
+                time_known=known,
+                amount=amount,
             )
             return [finding], []
     if _value_negated(resource):
@@ -305,6 +316,10 @@ def from_observation(
         if isinstance(resource.get("valueString"), str):
             texts.append(resource["valueString"])
         found = _text_findings(texts, lexicon)
+        if not found:
+            return [], []
+    when, known = _onset(resource, _OBSERVATION_TIMES, now)
+    ref = fields.ref_of(resource)
     site = _body_site_laterality(resource, lexicon)
     text_side = lexicon.text.laterality_of(" ".join(fields.concept_texts(code)))
     return [

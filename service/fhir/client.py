@@ -24,7 +24,6 @@ forget one of them:
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -33,6 +32,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
+import orjson
 import requests
 
 from service.errors import FhirFetchError
@@ -310,8 +310,10 @@ class FhirClient:
 def _parse_resource(raw: bytes) -> dict[str, Any]:
     """Parse a body as a FHIR JSON resource; an OperationOutcome means "no data given"."""
     try:
-        body = json.loads(raw)
-    except ValueError:
+        # orjson also refuses nesting deeper than 1,024 levels, so a hostile server cannot
+        # drive the decoder into Python recursion.
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
         raise FhirFetchError("FHIR response is not valid JSON") from None
     if not isinstance(body, dict) or not isinstance(body.get("resourceType"), str):
         raise FhirFetchError("FHIR response is not a FHIR resource")
