@@ -20,8 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
+
+from service.cdshooks import schemas
 
 SCHEMA_DIR = Path(__file__).parents[1] / "service/cdshooks/schemas"
 SCHEMA_NAMES = ("hook-request", "hook-response", "discovery-response", "feedback-request")
@@ -55,11 +59,14 @@ def all_errors(name: str, instance: Any) -> list[ValidationError]:
 def assert_valid(name: str, instance: Any) -> None:
     errors = all_errors(name, instance)
     assert not errors, "\n".join(f"{list(e.absolute_path)}: {e.message}" for e in errors)
+    # The service checks with a compiled draft-07 translation first: same verdict required.
+    assert schemas.conforms(name, instance), f"{name}: the fast check refuses a valid instance"
 
 
 def assert_invalid(name: str, instance: Any, keyword: str) -> None:
     errors = all_errors(name, instance)
     assert errors, f"{name}: instance unexpectedly valid"
+    assert not schemas.conforms(name, instance), f"{name}: the fast check accepts it"
     keywords = {e.validator for e in errors}
     assert keyword in keywords, f"{name}: expected a {keyword!r} failure, got " + "; ".join(
         f"{e.validator} at {list(e.absolute_path)}: {e.message}" for e in errors
@@ -1211,3 +1218,34 @@ def test_patterns_do_not_backtrack_catastrophically(name: str) -> None:
         for text in hostile:
             re.search(pattern, text)
         assert time.perf_counter() - started < 1.0, pattern
+
+
+# ------------------------------------------------- the fast check agrees with jsonschema
+
+_ANY_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8)
+    | st.sampled_from(["Bearer", "patient-view", "Practitioner/1", "Patient/x", "https://a.b/"]),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(
+    st.sampled_from([REQUEST, ORDER_SELECT_REQUEST]),
+    st.data(),
+    st.one_of(st.just(DELETE), _ANY_JSON),
+)
+def test_fast_check_gives_jsonschemas_verdict_on_mutated_requests(
+    base: dict[str, Any], data: st.DataObject, value: Any
+) -> None:
+    paths = [path for path, _ in _walk(base) if path]
+    path = data.draw(st.sampled_from(paths))
+    mutated = change(base, path, value)
+    assert schemas.conforms("hook-request", mutated) == validator("hook-request").is_valid(mutated)

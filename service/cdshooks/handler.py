@@ -159,6 +159,9 @@ class HookHandler:
 
     def __init__(self, content: Content, settings: Settings) -> None:
         self.content = content
+        # Compile the request schema now, at startup, not on the first hook call.
+        if schemas.fast_check(schemas.HOOK_REQUEST) is None:
+            raise RuntimeError("the hook request schema has no fast compiled check")
         self.fetch = fetch_settings(settings)
         self.templates: dict[str, tuple[PrefetchTemplate, ...]] = {
             service.id: tuple(
