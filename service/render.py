@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from copy import deepcopy
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -354,8 +353,10 @@ def _hold_suggestions(
         order = ctx.orders.get(str(event.source))
         if order is None or order.get("status") != "active":
             continue
+        # A shallow copy: only top-level members change, and neither the request's order nor
+        # the card is modified afterwards, so sharing nested members is safe (and cheaper).
         held = {
-            **deepcopy(dict(order)),
+            **order,
             "status": "on-hold",
             "statusReason": {"text": phrases["hold_order_reason"]},
         }

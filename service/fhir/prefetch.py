@@ -418,26 +418,31 @@ class _Resolution:
         )
 
 
-def _classify_prefetch(key: str, prefetch: Mapping[str, Any]) -> tuple[str, Any]:
-    """Return ("absent" | "none" | "data" | "bundle", value) for one prefetch key."""
+def _classify_prefetch(key: str, prefetch: Mapping[str, Any]) -> tuple[str, Any, Resources]:
+    """``(kind, value, resources)`` for one prefetch key.
+
+    ``kind`` is "absent", "none", "data" or "bundle"; ``resources`` are the data it holds (the
+    Bundle's entries are read once, here).
+    """
     if key not in prefetch:
-        return "absent", None
+        return "absent", None, ()
     value = prefetch[key]
     if value is None:
-        return "none", None
+        return "none", None, ()
     if not isinstance(value, dict) or not isinstance(value.get("resourceType"), str):
         log.warning("prefetch key %s is not a FHIR resource; treating it as absent", key)
-        return "absent", None
+        return "absent", None, ()
     if _is_outcome(value):
-        return "absent", None
+        return "absent", None, ()
     if value["resourceType"] != "Bundle":
-        return "data", value
+        return "data", value, (value,)
     entries = value.get("entry")
     if not isinstance(entries, list) or not entries:
-        return "none", None
-    if not bundle_resources(value):
-        return "absent", None  # only OperationOutcomes: the client could not provide the data
-    return "bundle", value
+        return "none", None, ()
+    resources = bundle_resources(value)
+    if not resources:
+        return "absent", None, ()  # only OperationOutcomes: the client could not provide the data
+    return "bundle", value, resources
 
 
 def resolve_prefetch(
@@ -482,13 +487,13 @@ def resolve_prefetch(
     tasks: list[_Task] = []
 
     for tpl in templates:
-        kind, value = _classify_prefetch(tpl.key, prefetch)
+        kind, value, resources = _classify_prefetch(tpl.key, prefetch)
         if kind == "none":
             state.set(tpl.key, ORIGIN_NONE)
         elif kind == "data":
-            state.set(tpl.key, ORIGIN_PREFETCH, (value,))
+            state.set(tpl.key, ORIGIN_PREFETCH, resources)
         elif kind == "bundle":
-            state.set(tpl.key, ORIGIN_PREFETCH, bundle_resources(value))
+            state.set(tpl.key, ORIGIN_PREFETCH, resources)
             if next_link(value) is None:
                 continue
             if gate.open():

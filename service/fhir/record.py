@@ -27,10 +27,7 @@ def _patient_reference(resource: Mapping[str, Any]) -> str | None:
     return None
 
 
-def _belongs_to(resource: Mapping[str, Any], patient_id: str) -> bool:
-    if resource.get("resourceType") == "Patient":
-        return resource.get("id") == patient_id
-    reference = _patient_reference(resource)
+def _names_patient(reference: str | None, patient_id: str) -> bool:
     if reference is None:
         return True  # nothing says otherwise; the search was scoped to the patient
     tail = reference.rstrip("/").split("/")
@@ -50,6 +47,7 @@ class PatientRecord:
         """Index ``resources``; keeps the first copy of each ``type/id`` and skips non-resources."""
         seen: set[tuple[str, str]] = set()
         grouped: dict[str, list[Resource]] = {}
+        verdicts: dict[str | None, bool] = {}
         dropped = 0
         for resource in resources:
             if not isinstance(resource, dict):
@@ -63,7 +61,15 @@ class PatientRecord:
                 if key in seen:
                     continue
                 seen.add(key)
-            if not _belongs_to(resource, patient_id):
+            if rtype == "Patient":
+                belongs = rid == patient_id
+            else:
+                # Nearly every resource names the same patient: judge each reference once.
+                reference = _patient_reference(resource)
+                known = verdicts.get(reference)
+                belongs = known if known is not None else _names_patient(reference, patient_id)
+                verdicts[reference] = belongs
+            if not belongs:
                 dropped += 1
                 continue
             grouped.setdefault(rtype, []).append(resource)
