@@ -61,7 +61,10 @@ class CodeIndex:
         for name, codes in frozen.items():
             for code in codes:
                 if code.usable:
-                    index.setdefault((code.system, code.code), []).append(ConceptMatch(name, code))
+                    matches = index.setdefault((code.system, code.code), [])
+                    # One match per concept and code, so a single coding needs no de-duplication.
+                    if all(m.concept != name for m in matches):
+                        matches.append(ConceptMatch(name, code))
         return cls(frozen, {key: tuple(matches) for key, matches in index.items()})
 
     def match_coding(self, coding: Mapping[str, Any]) -> tuple[ConceptMatch, ...]:
@@ -75,9 +78,11 @@ class CodeIndex:
         """Concepts of every coding of a FHIR CodeableConcept, in coding order, without repeats."""
         if not isinstance(concept, dict):
             return ()
+        codings = concept.get("coding")
+        if isinstance(codings, list) and len(codings) == 1 and isinstance(codings[0], dict):
+            return self.match_coding(codings[0])  # the common case, already without repeats
         found: list[ConceptMatch] = []
         seen: set[str] = set()
-        codings = concept.get("coding")
         for coding in codings if isinstance(codings, list) else ():
             if isinstance(coding, dict):
                 for match in self.match_coding(coding):
