@@ -237,7 +237,9 @@ def _query_alone(fhir_base: str, rendered: str) -> tuple[float, int, int]:
 # -- the benchmark ----------------------------------------------------------------------------
 
 
-def _measure(base: str, repeats: int, log: Callable[[str], None], label: str) -> dict[str, Any]:
+def _measure(
+    base: str, repeats: int, log: Callable[[str], None], label: str, warmups: int = 2
+) -> dict[str, Any]:
     """Wall time of resolve_prefetch against ``base`` vs each template query alone.
 
     Also times a control: all template queries fired at once from plain threads with
@@ -251,7 +253,7 @@ def _measure(base: str, repeats: int, log: Callable[[str], None], label: str) ->
     rendered = {t.key: render_template(t.template, request["context"]) for t in templates}
     outcome = handler.handle(charts.SERVICE_ID, _json(request), now=charts.ANCHOR)
     cards = [c["indicator"] for c in outcome.response["cards"]]
-    for _ in range(2):  # warm-up: connections, sekmet's caches, our imports
+    for _ in range(warmups):  # warm-up: connections, sekmet's caches, our imports
         _resolve(handler, request)
         for query in rendered.values():
             _query_alone(base, query)
@@ -318,20 +320,30 @@ def _measure(base: str, repeats: int, log: Callable[[str], None], label: str) ->
 def run(quick: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
     from tests.support.fhir_server import SekmetServer
 
-    repeats = 5 if quick else 20
+    # Quick (smoke) run: every step once or twice, just enough to show the phase still works.
+    repeats = 2 if quick else 20
+    warmups = 1 if quick else 2
     deadline_repeats = 1 if quick else 3
     chart = charts.build_chart(charts.BENCH_SIZE)
     with SekmetServer(bearer_token=FHIR_TOKEN) as fhir:
         log(f"  sekmet up in {fhir.startup_s:.1f} s (venv install {fhir.install_s:.1f} s)")
         fhir.load(_transaction(chart))
-        direct = _measure(fhir.base_url, repeats, log, "sekmet direct")
+        direct = _measure(fhir.base_url, repeats, log, "sekmet direct", warmups)
         path = urlsplit(fhir.base_url).path
         with DelayingProxy(fhir.base_url, latency_s=LATENCY_S) as proxy:
             latency = _measure(
-                f"{proxy.origin}{path}", repeats, log, f"+{LATENCY_S * 1000:.0f} ms latency"
+                f"{proxy.origin}{path}",
+                repeats,
+                log,
+                f"+{LATENCY_S * 1000:.0f} ms latency",
+                warmups,
             )
         deadline = _deadline(
-            fhir.base_url, _handler(fhir.base_url).fetch.deadline_s, deadline_repeats, log
+            fhir.base_url,
+            _handler(fhir.base_url).fetch.deadline_s,
+            deadline_repeats,
+            log,
+            warmup=not quick,
         )
 
     ratio = latency["wall_over_slowest"]
@@ -372,7 +384,12 @@ def _json(document: dict[str, Any]) -> bytes:
 
 
 def _deadline(
-    fhir_base: str, deadline_s: float, repeats: int, log: Callable[[str], None]
+    fhir_base: str,
+    deadline_s: float,
+    repeats: int,
+    log: Callable[[str], None],
+    *,
+    warmup: bool = True,
 ) -> dict[str, Any]:
     cases = [
         # A required key: the call must fail (412) at the deadline, not wait for the server.
@@ -391,7 +408,8 @@ def _deadline(
             proxy_base = f"{proxy.origin}{path_prefix}"
             handler = _handler(proxy_base)
             request = _request(proxy_base)
-            _resolve(handler, request)  # warm-up (also held)
+            if warmup:
+                _resolve(handler, request)  # warm-up (also held: costs one deadline)
             runs: list[dict[str, Any]] = []
             for _ in range(repeats):
                 seconds, resolved, error = _resolve(handler, request)

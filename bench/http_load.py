@@ -69,16 +69,27 @@ class Bench:
     _baseline_tokens: list[str] = field(default_factory=list)
 
     @classmethod
-    def create(cls, log: Callable[[str], None] = print) -> Bench:
+    def create(cls, log: Callable[[str], None] = print, load_generator: str = "auto") -> Bench:
+        """``load_generator``: ``auto`` (wrk when on PATH, else Python), ``wrk`` or ``python``."""
+        if load_generator not in loadgen.CHOICES:
+            raise ValueError(f"load generator {load_generator!r}: choose from {loadgen.CHOICES}")
+        have_wrk = loadgen.wrk_path() is not None
+        if load_generator == "wrk" and not have_wrk:
+            raise RuntimeError(
+                "--load-generator wrk: wrk is not on PATH; install it with "
+                "`apt-get update && apt-get install -y wrk` (Debian/Ubuntu) or `brew install wrk`"
+            )
+        use_wrk = have_wrk and load_generator != "python"
+        if load_generator == "python":
+            log("  load generator: Python (asked for with --load-generator python)")
+        elif not use_wrk:
+            log(loadgen.WRK_HINT)
         workdir = Path(tempfile.mkdtemp(prefix="epidural-cds-bench-"))
         client = tokens.create_client(workdir)
         # The server evaluates at wall-clock time, so the chart is built around the real now.
         body = charts.body(charts.BENCH_SIZE, now=datetime.now(UTC))
         body_file = workdir / "body-100.json"
         body_file.write_bytes(body)
-        use_wrk = loadgen.wrk_path() is not None
-        if not use_wrk:
-            log(loadgen.WRK_HINT)
         return cls(workdir, client, body, body_file, use_wrk, log)
 
     # -- servers ------------------------------------------------------------------------------
@@ -249,7 +260,7 @@ def run(
     try:
         checks = {"service": bench.check_once(service), "baseline": bench.check_once(baseline)}
         log(f"  sanity: service {checks['service']}, baseline {checks['baseline']}")
-        bench.load(baseline, warmup, expected_rps=0, label="warm")
+        warm_base = bench.load(baseline, warmup, expected_rps=0, label="warm")
         warm = bench.load(service, warmup, expected_rps=estimate_rps, label="warm")
         expected = max(warm["rps"], 50.0)
         pairs: list[tuple[dict[str, Any], dict[str, Any], bool]] = []
@@ -294,7 +305,8 @@ def run(
         "duration_s": duration,
         "repeats": repeats,
         "runs_counted": len(chosen),
-        "runs_disturbed": sum(1 for p in pairs if p[2]),
+        # Disturbed pairs left out of the medians (a quick run keeps them all).
+        "runs_disturbed": len(pairs) - len(chosen),
         "other_cpu_limit_cores": OTHER_CPU_LIMIT,
         "body_bytes": len(bench.body),
         "chart_resources": charts.BENCH_SIZE,
@@ -306,7 +318,7 @@ def run(
         "service_runs": [p[1] for p in pairs],
         "baseline_runs": [p[0] for p in pairs],
         "disturbed_runs": [i for i, p in enumerate(pairs) if p[2]],
-        "warmup": {"service": warm},
+        "warmup": {"service": warm, "baseline": warm_base},
         # Every token the service accepted is a row of its replay table: at least every 200 the
         # load generator counted, at most every request it sent (the last in-flight requests of
         # a run are answered after wrk stops counting).

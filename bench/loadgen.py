@@ -28,6 +28,10 @@ WRK_HINT = (
 )
 
 
+#: ``--load-generator``: wrk when it is on PATH (else Python), always wrk, or always Python.
+CHOICES = ("auto", "wrk", "python")
+
+
 def wrk_path() -> str | None:
     return shutil.which("wrk")
 

@@ -20,6 +20,134 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _replays_only(run: dict[str, Any]) -> bool:
+    """True when every non-200 of a load run is a 401 for a token the generator had to reuse.
+
+    A run that ran out of tokens sends some again and the service rightly refuses them (401);
+    that is the benchmark's token estimate, not the service. Anything else is a real failure.
+    """
+    non200 = int(run.get("non200", 0))
+    if non200 == 0:
+        return True
+    statuses = run.get("non200_statuses") or {}
+    return set(statuses) <= {"401"} and non200 <= int(run.get("reused_tokens", 0))
+
+
+def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """What must hold however slow or busy the machine is: the suite still works (no targets).
+
+    Every phase that was asked for ran; the service answered 200 to every request (apart from
+    refused token replays) and with at least one card for the chart, in process, over HTTP and
+    with fallback fetching; the replay guard refused a replayed token; no worker died; the fetch
+    deadline ended the held query as it should. ``python -m bench`` exits 1 if one fails.
+    """
+    out: list[dict[str, Any]] = []
+
+    def add(name: str, ok: bool, detail: str = "") -> None:
+        out.append({"name": name, "ok": bool(ok), "detail": detail})
+
+    errors = results.get("errors", {})
+    for phase in results.get("phases", []):
+        ran = phase in results
+        detail = (
+            ""
+            if ran
+            else (
+                errors.get(phase)
+                or errors.get("setup")
+                or errors.get("service start")
+                or "see errors"
+            )
+        )
+        add(f"{phase}: phase ran", ran, detail)
+
+    inproc = results.get("inprocess")
+    if isinstance(inproc, dict):
+        for size in inproc.get("sizes", []):
+            add(
+                f"inprocess: cards for the {size['resources']}-resource chart",
+                bool(size.get("cards")),
+                ", ".join(size.get("cards", [])) or "no card",
+            )
+
+    http = results.get("http")
+    if isinstance(http, dict):
+        sanity = http.get("sanity", {})
+        service, baseline = sanity.get("service", {}), sanity.get("baseline", {})
+        add("http: service answers 200", service.get("status") == 200, f"{service.get('status')}")
+        add(
+            "http: service answers a card for the chart",
+            bool(service.get("cards")),
+            ", ".join(service.get("cards", [])) or "no card",
+        )
+        add(
+            "http: a replayed token is refused (401)",
+            service.get("replay_status") == 401,
+            f"{service.get('replay_status')}",
+        )
+        add(
+            "http: baseline answers 200", baseline.get("status") == 200, f"{baseline.get('status')}"
+        )
+        runs = [
+            *[("service", r) for r in http.get("service_runs", [])],
+            *[("baseline", r) for r in http.get("baseline_runs", [])],
+            *[(f"{name} warm-up", r) for name, r in http.get("warmup", {}).items()],
+        ]
+        bad = [
+            f"{name}: {r['non200']} non-200 {r.get('non200_statuses')}"
+            for name, r in runs
+            if not _replays_only(r)
+        ]
+        add(
+            "http: every load response was 200",
+            bool(runs) and not bad,
+            "; ".join(bad) or f"{sum(r['requests'] for _, r in runs)} requests",
+        )
+        errs = sum(int(r.get("socket_errors", 0)) for _, r in runs)
+        add("http: no socket errors", errs == 0, f"{errs}")
+        tokens = http.get("tokens", {})
+        add(
+            "http: accepted tokens match the replay table",
+            bool(tokens.get("consistent")),
+            f"{tokens.get('answered_200')} <= {tokens.get('stored_in_replay_table')} "
+            f"<= {tokens.get('sent')}",
+        )
+
+    memory = results.get("memory")
+    if isinstance(memory, dict):
+        add(
+            "memory: every soak response was 200",
+            _replays_only(memory) and memory.get("requests", 0) > 0,
+            f"{memory.get('requests')} requests, {memory.get('non200')} non-200 "
+            f"{memory.get('non200_statuses') or ''}".strip(),
+        )
+        errs = int(memory.get("socket_errors", 0))
+        add("memory: no socket errors", errs == 0, f"{errs}")
+        add(
+            "memory: no worker died",
+            not memory.get("workers_replaced") and bool(memory.get("workers")),
+            f"replaced {memory.get('workers_replaced')}" if memory.get("workers_replaced") else "",
+        )
+
+    fetch = results.get("fetch")
+    if isinstance(fetch, dict):
+        for key, label in (("direct", "direct"), ("with_latency", "through the latency proxy")):
+            part = fetch.get(key, {})
+            add(
+                f"fetch: {label}: resources fetched and a card answered",
+                part.get("fetched_resources", 0) > 0 and bool(part.get("cards")),
+                f"{part.get('fetched_resources')} resources, cards "
+                f"{', '.join(part.get('cards', [])) or 'none'}",
+            )
+        for case in fetch.get("deadline", {}).get("cases", []):
+            add(
+                f"fetch: deadline with {case['held_key']} held ends as {case['expected']}",
+                bool(case.get("as_expected")),
+                ", ".join(str(r["outcome"]) for r in case.get("runs", [])),
+            )
+    return out
+
+
 def render(results: dict[str, Any]) -> str:
     quick = results["mode"] == "quick"
     m = results["machine"]
@@ -33,10 +161,33 @@ def render(results: dict[str, Any]) -> str:
         f"- Total time: {results.get('elapsed_s', 0):.0f} s",
     ]
     if quick:
-        lines.append("- Quick smoke run: short runs, thresholds are not applied.")
+        lines.append(
+            "- Quick smoke run: tiny runs, thresholds are not applied; only the checks below "
+            "decide the exit status."
+        )
+    if results.get("load_generator"):
+        lines.append(f"- Load generator: {results['load_generator']}")
+    if results.get("phase_seconds"):
+        lines.append(
+            "- Phase times: "
+            + ", ".join(f"{name} {sec:.1f} s" for name, sec in results["phase_seconds"].items())
+        )
     if results.get("errors"):
         lines += ["", "**Errors:**", ""]
         lines += [f"- {phase}: {message}" for phase, message in results["errors"].items()]
+    found = results.get("checks")
+    if found:
+        failed = [c for c in found if not c["ok"]]
+        lines += [
+            "",
+            f"## Checks ({len(found) - len(failed)} passed, {len(failed)} failed)",
+            "",
+            "| Check | Result | Detail |",
+            "|---|---|---|",
+        ]
+        for c in found:
+            result = "ok" if c["ok"] else "**FAILED**"
+            lines.append(f"| {c['name']} | {result} | {c['detail'].replace('|', '/')} |")
     rows = targets(results)
     if rows:
         lines += ["", "## Targets", "", "| Target | Goal | Measured | Status |"]
