@@ -20,6 +20,23 @@ until the signature has been verified against a key *we* chose to trust. The ord
    remember every ``jti`` for that long. ``tenant`` must be allowlisted where configured. Last,
    ``jti`` must be new, which stops replay of a captured token.
 
+How it stays cheap (the signature check should be nearly the whole cost of a call):
+
+* The compact token is parsed exactly once (:func:`_parse`), by rules that copy PyJWT's own
+  (``PyJWS._load`` and ``_validate_headers``: the same base64url alphabet, padding and canonical
+  encoding checks, the same header checks), so a token is malformed here exactly when PyJWT
+  would call it malformed. The header, the payload and the signature then come from that one
+  parse; PyJWT used to parse each token three times.
+* Key objects are built once per key set and ``(kid, alg)``, not once per call: out-of-band key
+  sets when the authenticator is built, fetched ones once per fetch (:class:`service.jwks.KeySet`).
+  The signature is verified with PyJWT's own algorithm object (``Algorithm.verify``), on the key
+  PyJWT's ``PyJWK`` built and ``prepare_key`` accepted, after the same minimum-key-length check.
+* The claim checks PyJWT made for us (required claims, ``iss``, ``aud``, ``sub`` and ``jti``
+  types) are made by :func:`_claims_refusal` with PyJWT's rules and in PyJWT's order, giving the
+  reason each PyJWT exception used to map to. ``tests/auth/test_pyjwt_parity.py`` holds the
+  parser to PyJWT's loader, and the whole authenticator to the PyJWT pipeline it replaced, on
+  generated tokens.
+
 The module is framework-free: the HTTP layer passes the ``Authorization`` header and the expected
 audience, which it computes from the configured public base URL (never from the request URL,
 which differs behind a TLS-terminating proxy). Every failure is an :class:`AuthFailure` whose
@@ -29,18 +46,25 @@ put into exceptions. Logging ``iss``, ``kid``, ``tenant`` and ``jti`` is fine.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import functools
+import json
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Protocol
 
 import jwt
+from jwt.algorithms import Algorithm
 
 from service.errors import ServiceError
-from service.jwks import JwksCache, find_key, validate_jwks
+from service.jwks import FoundKey, JwksCache, KeySet, validate_jwks
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +90,20 @@ MAX_TOKEN_CHARS = 16 * 1024
 #: Longest ``jti`` we store; the spec's clients send a UUID or 64 hex characters.
 MAX_JTI_CHARS = 256
 
-#: Claims that must be present. PyJWT reports each missing one as ``missing_<claim>``.
+#: Claims that must be present, checked in this order; each missing one is ``missing_<claim>``.
 _REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "jti")
+
+#: The smallest RSA modulus we verify with: PyJWT's own floor (``RSAAlgorithm._MIN_KEY_SIZE``,
+#: NIST SP 800-131A), enforced here too so it does not depend on the PyJWT version.
+MIN_RSA_KEY_BITS = 2048
+
+#: One base64url segment without padding: PyJWT's ``_BASE64URL_ALPHABET``, as a compiled pattern
+#: (PyJWT tests it one character at a time, which was a tenth of the cost of a call).
+_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+
+#: The JWS critical-header extensions PyJWT understands (``PyJWS._supported_crit``). Any ``crit``
+#: is refused later anyway; this only decides whether it is refused before or after ``alg``.
+_SUPPORTED_CRIT = frozenset({"b64"})
 
 
 @dataclass(frozen=True)
@@ -205,6 +241,172 @@ def _number(payload: Mapping[str, Any], claim: str) -> float | None:
     return float(value)
 
 
+@dataclass(frozen=True, slots=True)
+class _Token:
+    """A compact JWS split and decoded once; nothing in it is trusted yet."""
+
+    header: dict[str, Any]
+    payload: bytes
+    signing_input: bytes
+    signature: bytes
+
+
+def _segment(segment: str) -> bytes:
+    """Decode one base64url segment exactly as PyJWT's ``PyJWS._decode_base64url_segment`` does.
+
+    Up to two ``=`` of padding are tolerated (only with a length that is a multiple of 4);
+    anything outside the alphabet, an impossible length and a non-canonical encoding (stray bits
+    in the last character) are ``malformed``.
+    """
+    stripped = segment.rstrip("=")
+    padding = len(segment) - len(stripped)
+    if padding > 2 or (padding and len(segment) % 4 != 0):
+        raise AuthFailure("malformed")
+    if len(stripped) % 4 == 1 or _BASE64URL.fullmatch(stripped) is None:
+        raise AuthFailure("malformed")
+    encoded = stripped.encode("ascii")  # the alphabet is ASCII
+    try:
+        decoded = base64.urlsafe_b64decode(encoded + b"=" * (-len(encoded) % 4))
+    except (TypeError, binascii.Error):  # pragma: no cover - impossible lengths refused above
+        raise AuthFailure("malformed") from None
+    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != encoded:
+        raise AuthFailure("malformed")
+    return decoded
+
+
+def _parse(token: str) -> _Token:
+    """Split and decode a compact JWS once, by PyJWT's rules (``PyJWS._load`` and
+    ``_validate_headers``), so that the rest of the checks never parse again.
+
+    Everything PyJWT would reject while loading the token is ``malformed`` here, before the
+    algorithm is looked at, as it was when PyJWT did the parsing. The payload is only
+    base64-decoded: whether it is a JSON object is decided after the header checks (the order
+    PyJWT's ``decode`` imposed).
+    """
+    parts = token.split(".")
+    if len(parts) != 3:
+        # PyJWT splits off the last and the first segment; any further dot lands in the payload
+        # segment, where it is outside the alphabet. Either way: malformed.
+        raise AuthFailure("malformed")
+    header_segment, payload_segment, signature_segment = parts
+    try:
+        header = json.loads(_segment(header_segment))
+    except (ValueError, RecursionError):
+        raise AuthFailure("malformed") from None
+    if not isinstance(header, dict):
+        raise AuthFailure("malformed")
+    if header.get("b64", True) is False:
+        # RFC 7797 unencoded payload: PyJWT insists on an empty payload segment. (Such a token
+        # is refused anyway, since any ``b64`` is; this keeps the refusal at the same step.)
+        if payload_segment:
+            raise AuthFailure("malformed")
+        payload = b""
+    else:
+        payload = _segment(payload_segment)
+    signature = _segment(signature_segment)
+    if "kid" in header and not isinstance(header["kid"], str):
+        raise AuthFailure("malformed")
+    if "crit" in header:
+        crit = header["crit"]
+        if not isinstance(crit, list) or not crit:
+            raise AuthFailure("malformed")
+        for extension in crit:
+            if (
+                not isinstance(extension, str)
+                or extension not in _SUPPORTED_CRIT
+                or extension not in header
+            ):
+                raise AuthFailure("malformed")
+    signing_input = token[: len(header_segment) + 1 + len(payload_segment)].encode("ascii")
+    return _Token(header, payload, signing_input, signature)
+
+
+def _decode_payload(token: _Token) -> dict[str, Any]:
+    """The payload as a JSON object (PyJWT's ``_decode_payload`` rules); else ``malformed``."""
+    try:
+        payload = json.loads(token.payload)
+    except (ValueError, RecursionError):
+        raise AuthFailure("malformed") from None
+    if not isinstance(payload, dict):
+        raise AuthFailure("malformed")
+    return payload
+
+
+def _claims_refusal(payload: Mapping[str, Any], iss: str, audience: str) -> str | None:
+    """What PyJWT's ``_validate_claims`` said about a verified payload, as our reason code.
+
+    The same checks, in the same order, as ``jwt.decode`` with the options this module used
+    (``require`` = :data:`_REQUIRED_CLAIMS`; ``verify_iss``, ``verify_aud`` (not strict),
+    ``verify_sub`` and ``verify_jti`` on; the time claims checked by the caller against its own
+    clock). ``None`` when the payload passes.
+    """
+    for claim in _REQUIRED_CLAIMS:
+        if payload.get(claim) is None:
+            return f"missing_{claim}"
+    if payload["iss"] != iss:  # pragma: no cover - the issuer was looked up by this very iss
+        return "unknown_issuer"
+    claimed = payload["aud"]
+    if not claimed:
+        return "missing_aud"
+    if isinstance(claimed, str):
+        claimed = [claimed]
+    if not isinstance(claimed, list) or any(not isinstance(aud, str) for aud in claimed):
+        return "wrong_audience"
+    if audience not in claimed:
+        return "wrong_audience"
+    if "sub" in payload and not isinstance(payload["sub"], str):
+        return "malformed"
+    if not isinstance(payload["jti"], str):
+        return "malformed"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Verifier:
+    """What one key of a key set, used with one algorithm, comes to; built once, then reused.
+
+    ``select_refusal`` is a refusal found while choosing the key (``key_alg_mismatch``, or
+    ``bad_key`` when PyJWT cannot build a key from the JWK); ``verify_refusal`` one that PyJWT
+    used to raise when verifying (``bad_key``: a key that ``prepare_key`` refuses, or one below
+    the minimum length). Otherwise ``algorithm`` and ``key`` verify signatures.
+    """
+
+    select_refusal: str | None = None
+    verify_refusal: str | None = None
+    algorithm: Algorithm | None = None
+    key: Any = None
+
+
+def _build_verifier(jwk: Mapping[str, Any], alg: str) -> _Verifier:
+    """The :class:`_Verifier` for ``jwk`` under ``alg``: the key checks that used to run per call.
+
+    Pure (the result depends only on its arguments), so :meth:`KeySet.prepared` may keep it.
+    """
+    kty, crv = _KEY_REQUIREMENTS[alg]
+    if jwk.get("kty") != kty or (crv is not None and jwk.get("crv") != crv):
+        return _Verifier(select_refusal="key_alg_mismatch")
+    key_alg = jwk.get("alg")
+    if key_alg is not None and key_alg != alg:
+        return _Verifier(select_refusal="key_alg_mismatch")
+    try:
+        built = jwt.PyJWK(dict(jwk), algorithm=alg)
+    except jwt.PyJWTError:
+        return _Verifier(select_refusal="bad_key")
+    algorithm: Algorithm = built.Algorithm
+    try:
+        # What PyJWS._verify_signature did with a PyJWK before checking the signature.
+        key = algorithm.prepare_key(built.key)
+        check_key_length = getattr(algorithm, "check_key_length", None)  # PyJWT >= 2.10
+        too_short = check_key_length(key) if check_key_length is not None else None
+        if not too_short and kty == "RSA" and key.key_size < MIN_RSA_KEY_BITS:
+            too_short = f"RSA key of {key.key_size} bits"  # pragma: no cover - PyJWT checks too
+        if too_short:
+            raise jwt.InvalidKeyError(too_short)
+    except jwt.PyJWTError as error:
+        return _Verifier(verify_refusal=_reason_for(error))
+    return _Verifier(algorithm=algorithm, key=key)
+
+
 class ClientAuthenticator:
     """Checks the bearer JWT of an incoming CDS Hooks call and says who sent it.
 
@@ -250,13 +452,33 @@ class ClientAuthenticator:
                 self._jwks.check_url(url)
         self._leeway_s = float(leeway_s)
         self._max_lifetime_s = float(max_lifetime_s)
-        self._algorithms = tuple(algorithms)
+        self._algorithms = frozenset(algorithms)
         self._clock = clock
+        # Indexed once here rather than scanned per call; their key objects are memoized on them.
+        self._key_sets: dict[str, KeySet] = {
+            iss: KeySet(issuer.jwks)
+            for iss, issuer in self._issuers.items()
+            if issuer.jwks is not None
+        }
+        # One builder per algorithm, so that no callable is created per call.
+        self._builders: dict[str, Callable[[Mapping[str, Any]], _Verifier]] = {
+            alg: functools.partial(_build_verifier, alg=alg) for alg in self._algorithms
+        }
+        # Build the out-of-band key objects now: this runs in gunicorn's master before it forks,
+        # so every worker starts with them instead of building its own on its first calls.
+        for key_set in self._key_sets.values():
+            for kid in key_set.kids:
+                for alg in self._algorithms:
+                    key_set.prepared(kid, alg, self._builders[alg])
+        self._issuers_view: Mapping[str, TrustedIssuer] = MappingProxyType(self._issuers)
 
     @property
     def issuers(self) -> Mapping[str, TrustedIssuer]:
-        """The configured issuers by ``iss`` (e.g. for the per-issuer ``fhirServer`` allowlist)."""
-        return dict(self._issuers)
+        """The configured issuers by ``iss`` (e.g. for the per-issuer ``fhirServer`` allowlist).
+
+        A read-only view, made once: this is looked up on every hook call.
+        """
+        return self._issuers_view
 
     def authenticate(self, authorization: str | None, audience: str) -> VerifiedClient:
         """Verify the ``Authorization`` header of a call to the endpoint whose URL is ``audience``.
@@ -264,13 +486,13 @@ class ClientAuthenticator:
         Returns the verified client, or raises :class:`AuthFailure`. A token is accepted at most
         once: a successful call records its ``jti``.
         """
-        token = self._bearer_token(authorization)
-        header = self._unverified_header(token)
-        alg, kid = self._check_header(header)
-        issuer = self._issuer(token)
-        jku = self._check_jku(issuer, header)
-        key = self._select_key(issuer, jku, kid, alg)
-        payload = self._verify_signature(token, key, alg, issuer, audience, kid)
+        token = _parse(self._bearer_token(authorization))
+        alg, kid = self._check_header(token.header)
+        payload = _decode_payload(token)
+        issuer = self._issuer(payload)
+        jku = self._check_jku(issuer, token.header)
+        verifier = self._select_key(issuer, jku, kid, alg)
+        self._verify(token, payload, verifier, issuer, audience, kid)
         return self._check_claims(payload, issuer, kid)
 
     # -- steps -------------------------------------------------------------------------------
@@ -290,16 +512,6 @@ class ClientAuthenticator:
             raise AuthFailure("malformed")
         return parts[1]
 
-    @staticmethod
-    def _unverified_header(token: str) -> dict[str, Any]:
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise AuthFailure("malformed") from None
-        if not isinstance(header, dict):
-            raise AuthFailure("malformed")  # pragma: no cover - PyJWT already insists on an object
-        return header
-
     def _check_header(self, header: Mapping[str, Any]) -> tuple[str, str]:
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self._algorithms:
@@ -314,12 +526,8 @@ class ClientAuthenticator:
             raise AuthFailure("missing_kid")
         return alg, kid
 
-    def _issuer(self, token: str) -> TrustedIssuer:
-        try:
-            claims = jwt.decode(token, options={"verify_signature": False})
-        except jwt.PyJWTError:
-            raise AuthFailure("malformed") from None
-        iss = claims.get("iss") if isinstance(claims, dict) else None
+    def _issuer(self, payload: Mapping[str, Any]) -> TrustedIssuer:
+        iss = payload.get("iss")
         if iss is None:
             raise AuthFailure("missing_iss")
         if not isinstance(iss, str):
@@ -340,66 +548,53 @@ class ClientAuthenticator:
             raise AuthFailure("jku_not_allowed")
         return jku
 
-    def _select_key(self, issuer: TrustedIssuer, jku: str | None, kid: str, alg: str) -> jwt.PyJWK:
-        key = find_key(issuer.jwks, kid) if issuer.jwks is not None else None
-        if key is None:
+    def _select_key(self, issuer: TrustedIssuer, jku: str | None, kid: str, alg: str) -> _Verifier:
+        found: FoundKey | None = None
+        own = self._key_sets.get(issuer.iss)
+        if own is not None:
+            key = own.find(kid)
+            if key is not None:
+                found = FoundKey(own, key)
+        if found is None:
             # With a header jku, only that (allowlisted) URL; without one, the issuer's configured
             # URLs. Each is rate-limited by the cache, and none came from the token.
             urls = (jku,) if jku is not None else issuer.jku_allowlist
             for url in urls:
-                key = self._jwks.get_key(url, kid)
-                if key is not None:
+                found = self._jwks.find(url, kid)
+                if found is not None:
                     break
-        if key is None:
+        if found is None:
             log.info("no key %r for issuer %r", kid, issuer.iss)
             raise AuthFailure("unknown_kid")
-        kty, crv = _KEY_REQUIREMENTS[alg]
-        if key.get("kty") != kty or (crv is not None and key.get("crv") != crv):
-            raise AuthFailure("key_alg_mismatch")
-        key_alg = key.get("alg")
-        if key_alg is not None and key_alg != alg:
-            raise AuthFailure("key_alg_mismatch")
-        try:
-            return jwt.PyJWK(key, algorithm=alg)
-        except jwt.PyJWTError:
-            log.warning("unusable key %r for issuer %r", kid, issuer.iss)
-            raise AuthFailure("bad_key") from None
+        verifier = found.key_set.prepared(kid, alg, self._builders[alg])
+        if verifier.select_refusal is not None:
+            if verifier.select_refusal == "bad_key":
+                log.warning("unusable key %r for issuer %r", kid, issuer.iss)
+            raise AuthFailure(verifier.select_refusal)
+        return verifier
 
-    def _verify_signature(
-        self,
-        token: str,
-        key: jwt.PyJWK,
-        alg: str,
+    @staticmethod
+    def _verify(
+        token: _Token,
+        payload: Mapping[str, Any],
+        verifier: _Verifier,
         issuer: TrustedIssuer,
         audience: str,
         kid: str,
-    ) -> dict[str, Any]:
-        try:
-            payload: dict[str, Any] = jwt.decode(
-                token,
-                key,
-                algorithms=[alg],
-                audience=audience,
-                issuer=issuer.iss,
-                options={
-                    "verify_signature": True,
-                    "verify_aud": True,
-                    "verify_iss": True,
-                    "verify_jti": True,
-                    # Times are checked below against the injectable clock.
-                    "verify_exp": False,
-                    "verify_iat": False,
-                    "verify_nbf": False,
-                    "require": list(_REQUIRED_CLAIMS),
-                    "strict_aud": False,
-                    "enforce_minimum_key_length": True,
-                },
-            )
-        except jwt.PyJWTError as error:
-            reason = _reason_for(error)
+    ) -> None:
+        """The signature, then the claims PyJWT used to check, as ``jwt.decode`` ordered them."""
+        reason = verifier.verify_refusal
+        if reason is None:
+            algorithm = verifier.algorithm
+            if algorithm is None:  # pragma: no cover - set whenever there is no refusal
+                raise AuthFailure("bad_key")
+            if not algorithm.verify(token.signing_input, verifier.key, token.signature):
+                reason = "bad_signature"
+            else:
+                reason = _claims_refusal(payload, issuer.iss, audience)
+        if reason is not None:
             log.info("rejected token from %r (kid %r): %s", issuer.iss, kid, reason)
-            raise AuthFailure(reason) from None
-        return payload
+            raise AuthFailure(reason)
 
     def _check_claims(
         self, payload: Mapping[str, Any], issuer: TrustedIssuer, kid: str

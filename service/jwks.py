@@ -16,7 +16,12 @@ allowlisted URL must not become a lever against us. So this module:
 * keeps serving a stale copy when a periodic refresh fails, because a short outage of the client's
   key server should not lock out a client whose key we already know;
 * refuses plain ``http`` URLs unless explicitly allowed (tests), since a key set fetched without TLS
-  lets anyone on the path mint tokens.
+  lets anyone on the path mint tokens;
+* indexes each key set by ``kid`` once, when it is fetched (or configured), and keeps a memo of
+  the key objects built from it (:class:`KeySet`). Turning a JWK into a usable public key costs
+  about as much as the rest of the per-call checks together, so it is done once per key set and
+  ``(kid, alg)``, not once per call; a refetch brings a new :class:`KeySet` and so new key objects,
+  which is exactly when they may have changed.
 
 It never sees tokens, so it cannot log them. Failures raise
 :class:`service.auth.AuthFailure` with reason ``"jwks_unavailable"``.
@@ -30,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -41,13 +46,16 @@ DEFAULT_TIMEOUT_S = 2.0
 DEFAULT_MAX_BYTES = 256 * 1024
 _ACCEPT = "application/jwk-set+json, application/json;q=0.9"
 
+T = TypeVar("T")
+
 
 def find_key(jwks: Mapping[str, Any], kid: str) -> dict[str, Any] | None:
     """Return the one signing key with this ``kid`` in a JWK Set, or ``None``.
 
     Keys marked ``"use": "enc"`` are skipped: an encryption key must never verify a signature. A
     ``kid`` that matches more than one signing key is treated as unknown rather than guessing which
-    one the client meant.
+    one the client meant. (A one-off lookup; the authenticator uses the equivalent, indexed
+    :meth:`KeySet.find`.)
     """
     keys = jwks.get("keys")
     if not isinstance(keys, list):
@@ -58,11 +66,84 @@ def find_key(jwks: Mapping[str, Any], kid: str) -> dict[str, Any] | None:
         if isinstance(key, dict) and key.get("kid") == kid and key.get("use", "sig") == "sig"
     ]
     if len(matches) > 1:
-        log.warning(
-            "JWK Set holds %d signing keys with the same kid %r; ignoring them", len(matches), kid
-        )
+        _warn_ambiguous(len(matches), kid)
         return None
     return dict(matches[0]) if matches else None
+
+
+def _warn_ambiguous(count: int, kid: str) -> None:
+    log.warning("JWK Set holds %d signing keys with the same kid %r; ignoring them", count, kid)
+
+
+class KeySet:
+    """One JWK Set, indexed by ``kid`` once, plus a memo of the key objects built from its keys.
+
+    Why: the per-call work of authenticating a client should be the signature check and little
+    else. Scanning the key list and, above all, building a public key object from a JWK (decoding
+    the coordinates, checking the point is on the curve) would otherwise be repeated on every
+    call. A :class:`KeySet` is immutable once built; a refetched document gets a new one, so the
+    memo can never serve a key the client has withdrawn.
+
+    :meth:`find` answers exactly like :func:`find_key` (signing keys only, an ambiguous ``kid`` is
+    unknown and logged). :meth:`prepared` memoizes whatever the caller builds from one key for
+    one algorithm; it is bounded by the number of keys times the number of algorithms, since it is
+    only ever asked about keys that :meth:`find` returned. Safe to share between threads: two
+    threads may build the same entry at once, and either result is kept (building is pure).
+    """
+
+    __slots__ = ("_ambiguous", "_document", "_prepared", "_signing")
+
+    def __init__(self, document: Mapping[str, Any]) -> None:
+        """Index ``document``, which must be a JWK Set (raises :class:`ValueError` otherwise)."""
+        self._document = validate_jwks(dict(document))
+        by_kid: dict[str, list[dict[str, Any]]] = {}
+        for key in self._document["keys"]:
+            kid = key.get("kid")
+            # A kid that is not a string can never equal the header's kid (a non-empty string).
+            if isinstance(kid, str) and key.get("use", "sig") == "sig":
+                by_kid.setdefault(kid, []).append(key)
+        self._signing: dict[str, dict[str, Any]] = {
+            kid: dict(keys[0]) for kid, keys in by_kid.items() if len(keys) == 1
+        }
+        self._ambiguous: dict[str, int] = {
+            kid: len(keys) for kid, keys in by_kid.items() if len(keys) > 1
+        }
+        self._prepared: dict[tuple[str, str], Any] = {}
+
+    @property
+    def document(self) -> Mapping[str, Any]:
+        """The JWK Set this index was built from."""
+        return self._document
+
+    @property
+    def kids(self) -> tuple[str, ...]:
+        """The ``kid`` of every signing key :meth:`find` answers for (to build keys in advance)."""
+        return tuple(self._signing)
+
+    def find(self, kid: str) -> Mapping[str, Any] | None:
+        """The one signing key with this ``kid``, or ``None`` (same answer as :func:`find_key`).
+
+        The mapping is shared: callers must not modify it.
+        """
+        key = self._signing.get(kid)
+        if key is None and kid in self._ambiguous:
+            _warn_ambiguous(self._ambiguous[kid], kid)
+        return key
+
+    def prepared(self, kid: str, alg: str, build: Callable[[Mapping[str, Any]], T]) -> T:
+        """``build(key)`` for the key ``kid`` and algorithm ``alg``, computed once per key set.
+
+        ``kid`` must be one :meth:`find` returned a key for; ``build`` must be pure (its result,
+        including a result that describes a failure, is reused for every later call). An exception
+        from ``build`` is not memoized.
+        """
+        memo_key = (kid, alg)
+        try:
+            value: T = self._prepared[memo_key]
+        except KeyError:
+            key = self._signing[kid]
+            value = self._prepared[memo_key] = build(key)
+        return value
 
 
 def validate_jwks(document: Any) -> dict[str, Any]:
@@ -88,12 +169,19 @@ def _unavailable() -> Exception:
     return AuthFailure("jwks_unavailable")
 
 
+class FoundKey(NamedTuple):
+    """A signing key (a JWK, shared: do not modify) and the indexed key set it was found in."""
+
+    key_set: KeySet
+    key: Mapping[str, Any]
+
+
 @dataclass
 class _Entry:
     """What we know about one jku URL. Guarded by its own lock so one slow URL blocks no other."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
-    jwks: dict[str, Any] | None = None
+    key_set: KeySet | None = None
     fetched_at: float = 0.0
     last_attempt: float | None = None
 
@@ -149,39 +237,50 @@ class JwksCache:
     def get_key(self, url: str, kid: str) -> dict[str, Any] | None:
         """Return the signing key ``kid`` from the key set at ``url``, or ``None`` if it has none.
 
+        A copy of the key found by :meth:`find`, with the same fetching and rate limiting.
+        """
+        found = self.find(url, kid)
+        return dict(found.key) if found is not None else None
+
+    def find(self, url: str, kid: str) -> FoundKey | None:
+        """The signing key ``kid`` from the key set at ``url`` and that (indexed) set, or ``None``.
+
         Fetches on first use, when the cached set is older than ``max_age_s``, and when ``kid`` is
         not in the cached set, in each case only if the last attempt for this URL was at least
         ``min_refetch_interval_s`` ago. Raises ``AuthFailure("jwks_unavailable")`` when the key
-        set cannot be obtained and no cached copy answers the question.
+        set cannot be obtained and no cached copy answers the question. The returned
+        :class:`KeySet` is the one the key came from, so callers can memoize key objects on it.
         """
         entry = self._entry(url)
         with entry.lock:
             now = self._clock()
-            key = find_key(entry.jwks, kid) if entry.jwks is not None else None
-            fresh = entry.jwks is not None and now - entry.fetched_at < self._max_age_s
-            if key is not None and fresh:
-                return key
+            cached = entry.key_set
+            key = cached.find(kid) if cached is not None else None
+            if cached is not None and key is not None and now - entry.fetched_at < self._max_age_s:
+                return FoundKey(cached, key)  # cached and fresh: the common case, no I/O
             may_fetch = (
                 entry.last_attempt is None
                 or now - entry.last_attempt >= self._min_refetch_interval_s
             )
             if not may_fetch:
-                if entry.jwks is None:
+                if cached is None:
                     # The last attempt failed moments ago: do not retry on every request.
                     raise _unavailable()
-                return key
+                return FoundKey(cached, key) if key is not None else None
             entry.last_attempt = now
             try:
-                entry.jwks = self._fetch(url)
+                fetched = KeySet(self._fetch(url))
             except FetchError as error:
                 log.warning("could not fetch JWK Set from %s: %s", url, error)
-                if key is not None:
+                if cached is not None and key is not None:
                     log.warning("still using the cached key %r from %s", kid, url)
-                    return key
+                    return FoundKey(cached, key)
                 raise _unavailable() from None
+            entry.key_set = fetched
             entry.fetched_at = now
-            log.info("fetched JWK Set from %s (%d keys)", url, len(entry.jwks["keys"]))
-            return find_key(entry.jwks, kid)
+            log.info("fetched JWK Set from %s (%d keys)", url, len(fetched.document["keys"]))
+            key = fetched.find(kid)
+            return FoundKey(fetched, key) if key is not None else None
 
     def _entry(self, url: str) -> _Entry:
         with self._entries_lock:

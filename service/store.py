@@ -6,6 +6,11 @@ worker is refused by every other one, so the "already used" set must live in sto
 them share. SQLite (the default, one file in the data directory) covers one host with many
 worker processes; PostgreSQL covers several replicas.
 
+Replay protection runs on every authenticated call, so :meth:`SqlReplayGuard.remember` is kept to
+one round trip: one pre-compiled ``INSERT ... ON CONFLICT ... RETURNING`` executed directly on a
+pooled DBAPI connection, then a commit. SQLite runs with ``synchronous = NORMAL`` (see
+:func:`create_store_engine` for why that is safe for what this database holds).
+
 The schema is owned by Alembic migrations shipped inside the package (``service/migrations``),
 so :func:`migrate` can bring any database to the current schema at startup without an
 ``alembic.ini`` and without a separate deployment step.
@@ -13,6 +18,7 @@ so :func:`migrate` can bring any database to the current schema at startup witho
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
@@ -39,8 +45,8 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine.interfaces import DBAPIConnection, DBAPICursor
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.engine.interfaces import DBAPIConnection, DBAPICursor, DBAPIModule
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.elements import BindParameter
@@ -100,7 +106,21 @@ def create_store_engine(url: str) -> Engine:
 
     SQLite: every connection gets WAL journaling (readers never block the writer), a 5 s busy
     timeout (concurrent writers wait for the lock instead of failing with "database is
-    locked") and enforced foreign keys (off by default in SQLite).
+    locked"), enforced foreign keys (off by default in SQLite) and ``synchronous = NORMAL``.
+
+    Why ``NORMAL`` rather than the default ``FULL``: in WAL mode, ``FULL`` makes every commit
+    wait for an fsync of the log, and a commit happens on every authenticated call (the replay
+    row). With ``NORMAL`` the log is synced at checkpoints only. The database stays consistent
+    either way, and a commit is still durable against a crash or kill of the *process* (it is in
+    the operating system's cache, and every worker process sees it at once, which is what replay
+    protection between workers relies on). Only a power loss or an operating-system crash can
+    lose the last commits. What could be lost is then a few replay rows of tokens accepted just
+    before the host went down; to replay one of those an attacker would need to have captured the
+    token and to present it after the host is back, within the token's remaining lifetime (at
+    most an hour), which is already the exposure of every service that keeps replay state in
+    memory. The database holds nothing else that needs to survive a power cut (the schema
+    version is re-applied by :func:`migrate` at start-up). PostgreSQL keeps its own durability
+    settings.
 
     PostgreSQL: ``postgresql://`` (and the legacy ``postgres://``) URLs carry no driver, and
     SQLAlchemy would then pick psycopg2, which we do not ship; they are mapped to psycopg 3
@@ -128,6 +148,8 @@ def _configure_sqlite_connection(
         cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys = ON")
         _enable_wal(cursor)
+        # Per connection, not stored in the file. See create_store_engine for why NORMAL is safe.
+        cursor.execute("PRAGMA synchronous = NORMAL")
     finally:
         cursor.close()
 
@@ -201,6 +223,14 @@ class SqlReplayGuard:
 
     Thread-safe; each process (or replica) creates its own guard on its own engine, and the
     database's primary key decides between them.
+
+    Cheap by design, since it runs on every authenticated call: the statement is compiled for
+    the engine's dialect once, here, and :meth:`remember` runs the SQL text directly on a pooled
+    DBAPI connection (one execute and one commit, no SQLAlchemy ``Connection``, no result
+    objects). The drivers then prepare it once per connection: sqlite3 keeps it in its statement
+    cache, psycopg prepares it on the server after a few executions. Checking out through the
+    pool keeps everything the engine configures: new SQLite connections get their PRAGMAs,
+    PostgreSQL connections are pinged before use, and each checkin rolls back whatever is left.
     """
 
     def __init__(
@@ -213,14 +243,15 @@ class SqlReplayGuard:
         """Prepare the guard; the schema must already exist (see :func:`migrate`).
 
         ``clock`` returns the current epoch seconds (injectable for tests); ``purge_every`` is
-        how many calls of :meth:`remember` pass between purges of expired rows.
+        how many calls of :meth:`remember` pass between purges of expired rows. Opens no
+        connection: gunicorn forks the workers after this, and each opens its own.
         """
         if purge_every < 1:
             raise ValueError("purge_every must be at least 1")
         self._engine = engine
         self._clock = clock
         self._purge_every = purge_every
-        self._insert = _claim_statement(engine.dialect.name)
+        self._claim = _CompiledClaim(engine)
         self._lock = threading.Lock()
         self._since_purge = 0
 
@@ -231,19 +262,12 @@ class SqlReplayGuard:
         conflict with a row that has not expired means replay. A conflicting row that has
         expired is overwritten, so expired rows are never trusted even before the purge.
         Raises ValueError for IDs longer than the columns hold (rather than truncating them,
-        which could make two distinct IDs collide, or failing only on PostgreSQL).
+        which could make two distinct IDs collide, or failing only on PostgreSQL). Database
+        errors are raised as SQLAlchemy's ``DBAPIError`` subclasses, as from an engine.
         """
         if len(iss) > _ISS_MAX or len(jti) > _JTI_MAX:
             raise ValueError(f"iss longer than {_ISS_MAX} or jti longer than {_JTI_MAX} characters")
-        now = self._clock()
-        with self._engine.begin() as connection:
-            claimed = (
-                connection.execute(
-                    self._insert,
-                    {"iss": iss, "jti": jti, "expires_at": float(expires_at), "now": now},
-                ).first()
-                is not None
-            )
+        claimed = self._claim.run(iss, jti, float(expires_at), float(self._clock()))
         if self._purge_due():
             try:
                 self.purge()
@@ -269,6 +293,63 @@ class SqlReplayGuard:
                 self._since_purge = 0
                 return True
             return False
+
+
+class _CompiledClaim:
+    """The claim statement compiled once for one engine, run on pooled DBAPI connections.
+
+    SQLAlchemy would otherwise look the compiled form up in its cache and build a ``Connection``,
+    a transaction and a result object on every call, which cost more than the insert itself.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        dialect = engine.dialect
+        compiled = _claim_statement(dialect.name).compile(dialect=dialect)
+        self._engine = engine
+        self._sql = compiled.string
+        # qmark drivers (sqlite3) take a tuple in the order the placeholders appear; named ones
+        # (psycopg's pyformat) a mapping. The values are passed as str/float already, so no
+        # bind processing is needed (SQLAlchemy's for these types only converts to float).
+        self._order: tuple[str, ...] | None = (
+            tuple(compiled.positiontup or ()) if compiled.positional else None
+        )
+        self._dbapi_error: type[DBAPIModule.Error] = dialect.loaded_dbapi.Error
+
+    def run(self, iss: str, jti: str, expires_at: float, now: float) -> bool:
+        """Execute and commit; whether a row came back (the ``(iss, jti)`` was claimed)."""
+        values = {"iss": iss, "jti": jti, "expires_at": expires_at, "now": now}
+        params: tuple[Any, ...] | dict[str, Any] = (
+            tuple(values[name] for name in self._order) if self._order is not None else values
+        )
+        connection = self._engine.raw_connection()
+        cursor = None
+        try:
+            cursor = connection.cursor()
+            cursor.execute(self._sql, params)
+            claimed = cursor.fetchone() is not None
+            cursor.close()
+            cursor = None
+            connection.commit()
+            return claimed
+        except self._dbapi_error as error:
+            dialect = self._engine.dialect
+            invalidated = dialect.is_disconnect(error, connection, cursor)
+            if invalidated:
+                connection.invalidate(error)  # a dead connection must not go back to the pool
+            raise DBAPIError.instance(
+                self._sql,
+                params,
+                error,
+                self._dbapi_error,
+                hide_parameters=self._engine.hide_parameters,
+                connection_invalidated=invalidated,
+                dialect=dialect,
+            ) from error
+        finally:
+            if cursor is not None:
+                with contextlib.suppress(self._dbapi_error):  # the error above is the one to report
+                    cursor.close()
+            connection.close()  # back to the pool, which rolls back anything uncommitted
 
 
 def _claim_statement(dialect: str) -> Insert:
