@@ -22,11 +22,10 @@ until the signature has been verified against a key *we* chose to trust. The ord
 
 How it stays cheap (the signature check should be nearly the whole cost of a call):
 
-* The compact token is parsed exactly once (:func:`_parse`), by rules that copy PyJWT's own
-  (``PyJWS._load`` and ``_validate_headers``: the same base64url alphabet, padding and canonical
-  encoding checks, the same header checks), so a token is malformed here exactly when PyJWT
-  would call it malformed. The header, the payload and the signature then come from that one
-  parse; PyJWT used to parse each token three times.
+* The compact token is parsed exactly once (:func:`_parse`), by PyJWT's own loader with the
+  signature check deferred, so a token is malformed here exactly when PyJWT calls it malformed.
+  The header, the payload and the signature then come from that one parse; PyJWT used to parse
+  each token three times.
 * Key objects are built once per key set and ``(kid, alg)``, not once per call: out-of-band key
   sets when the authenticator is built, fetched ones once per fetch (:class:`service.jwks.KeySet`).
   The signature is verified with PyJWT's own algorithm object (``Algorithm.verify``), on the key
@@ -46,13 +45,10 @@ put into exceptions. Logging ``iss``, ``kid``, ``tenant`` and ``jti`` is fine.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import json
 import logging
 import math
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -97,13 +93,6 @@ _REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "jti")
 #: NIST SP 800-131A), enforced here too so it does not depend on the PyJWT version.
 MIN_RSA_KEY_BITS = 2048
 
-#: One base64url segment without padding: PyJWT's ``_BASE64URL_ALPHABET``, as a compiled pattern
-#: (PyJWT tests it one character at a time, which was a tenth of the cost of a call).
-_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
-
-#: The JWS critical-header extensions PyJWT understands (``PyJWS._supported_crit``). Any ``crit``
-#: is refused later anyway; this only decides whether it is refused before or after ``alg``.
-_SUPPORTED_CRIT = frozenset({"b64"})
 
 
 @dataclass(frozen=True)
@@ -251,74 +240,23 @@ class _Token:
     signature: bytes
 
 
-def _segment(segment: str) -> bytes:
-    """Decode one base64url segment exactly as PyJWT's ``PyJWS._decode_base64url_segment`` does.
-
-    Up to two ``=`` of padding are tolerated (only with a length that is a multiple of 4);
-    anything outside the alphabet, an impossible length and a non-canonical encoding (stray bits
-    in the last character) are ``malformed``.
-    """
-    stripped = segment.rstrip("=")
-    padding = len(segment) - len(stripped)
-    if padding > 2 or (padding and len(segment) % 4 != 0):
-        raise AuthFailure("malformed")
-    if len(stripped) % 4 == 1 or _BASE64URL.fullmatch(stripped) is None:
-        raise AuthFailure("malformed")
-    encoded = stripped.encode("ascii")  # the alphabet is ASCII
-    try:
-        decoded = base64.urlsafe_b64decode(encoded + b"=" * (-len(encoded) % 4))
-    except (TypeError, binascii.Error):  # pragma: no cover - impossible lengths refused above
-        raise AuthFailure("malformed") from None
-    if base64.urlsafe_b64encode(decoded).rstrip(b"=") != encoded:
-        raise AuthFailure("malformed")
-    return decoded
+_JWS = jwt.PyJWS()
 
 
 def _parse(token: str) -> _Token:
-    """Split and decode a compact JWS once, by PyJWT's rules (``PyJWS._load`` and
-    ``_validate_headers``), so that the rest of the checks never parse again.
+    """Split and decode a compact JWS once, with PyJWT's own loader; nothing is verified yet.
 
-    Everything PyJWT would reject while loading the token is ``malformed`` here, before the
-    algorithm is looked at, as it was when PyJWT did the parsing. The payload is only
-    base64-decoded: whether it is a JSON object is decided after the header checks (the order
-    PyJWT's ``decode`` imposed).
+    ``PyJWS.decode_complete`` without the signature check runs PyJWT's loading and header
+    rules (base64url segments, JSON header object, ``kid`` type, ``crit``, ``b64``); anything it
+    refuses is ``malformed``. The signature is checked later, once the issuer and key are known,
+    with PyJWT's algorithm object; the payload's JSON is decoded after the header checks.
     """
-    parts = token.split(".")
-    if len(parts) != 3:
-        # PyJWT splits off the last and the first segment; any further dot lands in the payload
-        # segment, where it is outside the alphabet. Either way: malformed.
-        raise AuthFailure("malformed")
-    header_segment, payload_segment, signature_segment = parts
     try:
-        header = json.loads(_segment(header_segment))
-    except (ValueError, RecursionError):
+        loaded = _JWS.decode_complete(token, options={"verify_signature": False})
+        signing_input = token.encode("utf-8").rsplit(b".", 1)[0]
+    except (jwt.PyJWTError, UnicodeError):
         raise AuthFailure("malformed") from None
-    if not isinstance(header, dict):
-        raise AuthFailure("malformed")
-    if header.get("b64", True) is False:
-        # RFC 7797 unencoded payload: PyJWT insists on an empty payload segment. (Such a token
-        # is refused anyway, since any ``b64`` is; this keeps the refusal at the same step.)
-        if payload_segment:
-            raise AuthFailure("malformed")
-        payload = b""
-    else:
-        payload = _segment(payload_segment)
-    signature = _segment(signature_segment)
-    if "kid" in header and not isinstance(header["kid"], str):
-        raise AuthFailure("malformed")
-    if "crit" in header:
-        crit = header["crit"]
-        if not isinstance(crit, list) or not crit:
-            raise AuthFailure("malformed")
-        for extension in crit:
-            if (
-                not isinstance(extension, str)
-                or extension not in _SUPPORTED_CRIT
-                or extension not in header
-            ):
-                raise AuthFailure("malformed")
-    signing_input = token[: len(header_segment) + 1 + len(payload_segment)].encode("ascii")
-    return _Token(header, payload, signing_input, signature)
+    return _Token(loaded["header"], loaded["payload"], signing_input, loaded["signature"])
 
 
 def _decode_payload(token: _Token) -> dict[str, Any]:

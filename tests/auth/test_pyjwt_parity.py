@@ -4,8 +4,9 @@
 to check itself, so that the signature check is nearly the whole cost of a call. These tests hold
 it to its predecessor, on generated tokens:
 
-* :func:`service.auth._parse` fails exactly when PyJWT's loader (``PyJWS._load`` plus
-  ``_validate_headers``) fails, and otherwise yields the same header, payload, signing input and
+* :func:`service.auth._parse` (PyJWT's ``decode_complete`` with the signature check deferred)
+  fails exactly when PyJWT's loader (``PyJWS._load`` plus ``_validate_headers``) fails or the
+  payload is unencoded, and otherwise yields the same header, payload, signing input and
   signature;
 * :class:`ReferenceAuthenticator` is the previous implementation, kept here as the oracle: it
   parses with ``jwt.get_unverified_header`` and an unverified ``jwt.decode``, builds a ``PyJWK``
@@ -483,6 +484,10 @@ def compact(draw: st.DrawFn) -> str:
 @given(compact())
 def test_parse_fails_exactly_when_pyjwt_loading_fails(token: str) -> None:
     expected = pyjwt_load(token)
+    if expected is not None and expected[2].get("b64", True) is False:
+        # An unencoded payload (RFC 7797) loads, but PyJWT's decode refuses it without a
+        # detached payload, which a bearer token never has: malformed at parse time.
+        expected = None
     try:
         parsed = _parse(token)
     except AuthFailure as failure:
