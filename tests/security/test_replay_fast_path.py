@@ -21,18 +21,9 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
 
 from service.store import SqlReplayGuard, create_store_engine, default_database_url, migrate
-from tests.support.postgres import PostgresNotFoundError, PostgresServer
+from tests.support.postgres import PostgresServer
 
 ISS = "https://ehr.example.org"
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    try:
-        with PostgresServer() as server:
-            yield server
-    except PostgresNotFoundError as missing:
-        pytest.skip(str(missing))
 
 
 _databases = iter(range(1_000_000))

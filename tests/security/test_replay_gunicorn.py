@@ -41,7 +41,7 @@ from tests.security.conftest import (
     s1_hook_body,
     write_issuers,
 )
-from tests.support.postgres import PostgresNotFoundError, PostgresServer
+from tests.support.postgres import PostgresServer
 
 pytestmark = pytest.mark.integration
 
@@ -61,15 +61,6 @@ class Served:
 
     def worker_pids(self) -> set[int]:
         return {int(pid) for pid in re.findall(r"Booting worker with pid: (\d+)", self.output)}
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[PostgresServer]:
-    try:
-        with PostgresServer() as server:
-            yield server
-    except PostgresNotFoundError as missing:
-        pytest.skip(str(missing))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -1,9 +1,8 @@
 """Fixtures that run every store test on both supported backends.
 
-SQLite gets a fresh file in ``tmp_path``; PostgreSQL gets a fresh database on one
-session-scoped throwaway server (creating the cluster takes about a second, a database a few
-tens of milliseconds). The server is only started when a PostgreSQL test actually runs, and
-its setup times are printed in the terminal summary so a slow CI machine can be diagnosed.
+SQLite gets a fresh file in ``tmp_path``; PostgreSQL gets a fresh database on the
+session's throwaway server (the ``postgres`` fixture of tests/conftest.py), which is only
+started when a PostgreSQL test actually runs.
 """
 
 from __future__ import annotations
@@ -21,15 +20,6 @@ from tests.support.postgres import PostgresServer
 BACKENDS = ["sqlite", "postgresql"]
 
 _database_numbers = itertools.count()
-_started: list[PostgresServer] = []
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[PostgresServer]:
-    """A running throwaway PostgreSQL server, deleted at the end of the session."""
-    with PostgresServer() as server:
-        _started.append(server)
-        yield server
 
 
 def fresh_database_url(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> str:
@@ -46,12 +36,3 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
     store_engine = create_store_engine(fresh_database_url(request, request.param, tmp_path))
     yield store_engine
     store_engine.dispose()
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    """Report how long the PostgreSQL harness took to create and start its cluster."""
-    for server in _started:
-        terminalreporter.write_line(
-            f"postgres harness: initdb {server.initdb_s:.2f} s, "
-            f"start + create database {server.startup_s:.2f} s"
-        )
