@@ -6,10 +6,10 @@ worker is refused by every other one, so the "already used" set must live in sto
 them share. SQLite (the default, one file in the data directory) covers one host with many
 worker processes; PostgreSQL covers several replicas.
 
-Replay protection runs on every authenticated call, so :meth:`SqlReplayGuard.remember` is kept to
-one round trip: one pre-compiled ``INSERT ... ON CONFLICT ... RETURNING`` executed directly on a
-pooled DBAPI connection, then a commit. SQLite runs with ``synchronous = NORMAL`` (see
-:func:`create_store_engine` for why that is safe for what this database holds).
+Replay protection runs on every authenticated call, so :meth:`SqlReplayGuard.remember` is one
+round trip: one ``INSERT ... ON CONFLICT ... RETURNING`` and its commit. SQLite runs with
+``synchronous = NORMAL`` (see :func:`create_store_engine` for why that is safe for what this
+database holds).
 
 The schema is owned by Alembic migrations shipped inside the package (``service/migrations``),
 so :func:`migrate` can bring any database to the current schema at startup without an
@@ -18,7 +18,6 @@ so :func:`migrate` can bring any database to the current schema at startup witho
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import sqlite3
 import threading
@@ -45,8 +44,8 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine.interfaces import DBAPIConnection, DBAPICursor, DBAPIModule
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy.engine.interfaces import DBAPIConnection, DBAPICursor
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.sql.dml import Insert
 from sqlalchemy.sql.elements import BindParameter
@@ -223,14 +222,6 @@ class SqlReplayGuard:
 
     Thread-safe; each process (or replica) creates its own guard on its own engine, and the
     database's primary key decides between them.
-
-    Cheap by design, since it runs on every authenticated call: the statement is compiled for
-    the engine's dialect once, here, and :meth:`remember` runs the SQL text directly on a pooled
-    DBAPI connection (one execute and one commit, no SQLAlchemy ``Connection``, no result
-    objects). The drivers then prepare it once per connection: sqlite3 keeps it in its statement
-    cache, psycopg prepares it on the server after a few executions. Checking out through the
-    pool keeps everything the engine configures: new SQLite connections get their PRAGMAs,
-    PostgreSQL connections are pinged before use, and each checkin rolls back whatever is left.
     """
 
     def __init__(
@@ -251,7 +242,7 @@ class SqlReplayGuard:
         self._engine = engine
         self._clock = clock
         self._purge_every = purge_every
-        self._claim = _CompiledClaim(engine)
+        self._insert = _claim_statement(engine.dialect.name)
         self._lock = threading.Lock()
         self._since_purge = 0
 
@@ -262,12 +253,17 @@ class SqlReplayGuard:
         conflict with a row that has not expired means replay. A conflicting row that has
         expired is overwritten, so expired rows are never trusted even before the purge.
         Raises ValueError for IDs longer than the columns hold (rather than truncating them,
-        which could make two distinct IDs collide, or failing only on PostgreSQL). Database
-        errors are raised as SQLAlchemy's ``DBAPIError`` subclasses, as from an engine.
+        which could make two distinct IDs collide, or failing only on PostgreSQL).
         """
         if len(iss) > _ISS_MAX or len(jti) > _JTI_MAX:
             raise ValueError(f"iss longer than {_ISS_MAX} or jti longer than {_JTI_MAX} characters")
-        claimed = self._claim.run(iss, jti, float(expires_at), float(self._clock()))
+        now = self._clock()
+        with self._engine.begin() as connection:
+            row = connection.execute(
+                self._insert,
+                {"iss": iss, "jti": jti, "expires_at": float(expires_at), "now": now},
+            ).first()
+        claimed = row is not None
         if self._purge_due():
             try:
                 self.purge()
@@ -293,63 +289,6 @@ class SqlReplayGuard:
                 self._since_purge = 0
                 return True
             return False
-
-
-class _CompiledClaim:
-    """The claim statement compiled once for one engine, run on pooled DBAPI connections.
-
-    SQLAlchemy would otherwise look the compiled form up in its cache and build a ``Connection``,
-    a transaction and a result object on every call, which cost more than the insert itself.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        dialect = engine.dialect
-        compiled = _claim_statement(dialect.name).compile(dialect=dialect)
-        self._engine = engine
-        self._sql = compiled.string
-        # qmark drivers (sqlite3) take a tuple in the order the placeholders appear; named ones
-        # (psycopg's pyformat) a mapping. The values are passed as str/float already, so no
-        # bind processing is needed (SQLAlchemy's for these types only converts to float).
-        self._order: tuple[str, ...] | None = (
-            tuple(compiled.positiontup or ()) if compiled.positional else None
-        )
-        self._dbapi_error: type[DBAPIModule.Error] = dialect.loaded_dbapi.Error
-
-    def run(self, iss: str, jti: str, expires_at: float, now: float) -> bool:
-        """Execute and commit; whether a row came back (the ``(iss, jti)`` was claimed)."""
-        values = {"iss": iss, "jti": jti, "expires_at": expires_at, "now": now}
-        params: tuple[Any, ...] | dict[str, Any] = (
-            tuple(values[name] for name in self._order) if self._order is not None else values
-        )
-        connection = self._engine.raw_connection()
-        cursor = None
-        try:
-            cursor = connection.cursor()
-            cursor.execute(self._sql, params)
-            claimed = cursor.fetchone() is not None
-            cursor.close()
-            cursor = None
-            connection.commit()
-            return claimed
-        except self._dbapi_error as error:
-            dialect = self._engine.dialect
-            invalidated = dialect.is_disconnect(error, connection, cursor)
-            if invalidated:
-                connection.invalidate(error)  # a dead connection must not go back to the pool
-            raise DBAPIError.instance(
-                self._sql,
-                params,
-                error,
-                self._dbapi_error,
-                hide_parameters=self._engine.hide_parameters,
-                connection_invalidated=invalidated,
-                dialect=dialect,
-            ) from error
-        finally:
-            if cursor is not None:
-                with contextlib.suppress(self._dbapi_error):  # the error above is the one to report
-                    cursor.close()
-            connection.close()  # back to the pool, which rolls back anything uncommitted
 
 
 def _claim_statement(dialect: str) -> Insert:

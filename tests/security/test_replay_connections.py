@@ -1,10 +1,9 @@
-"""The cheap replay insert keeps the guarantees of the engine it bypasses, on both backends.
+"""What the per-call replay insert must keep, on both backends.
 
-:meth:`service.store.SqlReplayGuard.remember` runs one pre-compiled statement on a pooled DBAPI
-connection instead of going through a SQLAlchemy ``Connection``. These tests pin down what that
-must not lose: the connection always goes back to the pool (also when the statement fails), a
-failure still surfaces as a SQLAlchemy error, a connection the database dropped is replaced
-rather than reused, no connection is opened before the first call (gunicorn forks after
+:meth:`service.store.SqlReplayGuard.remember` runs on every authenticated call. These tests pin
+down its connection handling: the connection always goes back to the pool (also when the
+statement fails), a failure surfaces as a SQLAlchemy error, a connection the database dropped is
+replaced rather than reused, no connection is opened before the first call (gunicorn forks after
 construction), and SQLite runs with ``synchronous = NORMAL``, the documented durability choice.
 The cross-process and cross-worker refusals themselves are covered by ``tests/store`` and
 ``test_replay_gunicorn.py``.
@@ -36,7 +35,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
         url = default_database_url(tmp_path)
     else:
         server: PostgresServer = request.getfixturevalue("postgres")
-        url = server.create_database(f"fast_path_{next(_databases)}")
+        url = server.create_database(f"replay_connections_{next(_databases)}")
     store_engine = create_store_engine(url)
     yield store_engine
     store_engine.dispose()
@@ -103,7 +102,7 @@ def kill_other_connections(url: str) -> int:
 
 
 def test_a_connection_the_server_dropped_is_replaced(postgres: PostgresServer) -> None:
-    url = postgres.create_database(f"fast_path_{next(_databases)}")
+    url = postgres.create_database(f"replay_connections_{next(_databases)}")
     engine = create_store_engine(url)
     try:
         migrate(engine)
@@ -119,7 +118,7 @@ def test_a_connection_the_server_dropped_is_replaced(postgres: PostgresServer) -
 
 def test_a_connection_lost_during_the_insert_is_discarded(postgres: PostgresServer) -> None:
     """Without the pre-ping, the loss shows in the insert: that connection must not be reused."""
-    url = postgres.create_database(f"fast_path_{next(_databases)}")
+    url = postgres.create_database(f"replay_connections_{next(_databases)}")
     engine = create_store_engine(url)
     engine.pool._pre_ping = False  # type: ignore[attr-defined]
     try:
