@@ -54,25 +54,15 @@ def find_key(jwks: Mapping[str, Any], kid: str) -> dict[str, Any] | None:
 
     Keys marked ``"use": "enc"`` are skipped: an encryption key must never verify a signature. A
     ``kid`` that matches more than one signing key is treated as unknown rather than guessing which
-    one the client meant. (A one-off lookup; the authenticator uses the equivalent, indexed
-    :meth:`KeySet.find`.)
+    one the client meant. A one-off lookup through :class:`KeySet`, which the authenticator keeps;
+    a document that is not a JWK Set has no keys.
     """
-    keys = jwks.get("keys")
-    if not isinstance(keys, list):
+    try:
+        key_set = KeySet(jwks)
+    except ValueError:
         return None
-    matches = [
-        key
-        for key in keys
-        if isinstance(key, dict) and key.get("kid") == kid and key.get("use", "sig") == "sig"
-    ]
-    if len(matches) > 1:
-        _warn_ambiguous(len(matches), kid)
-        return None
-    return dict(matches[0]) if matches else None
-
-
-def _warn_ambiguous(count: int, kid: str) -> None:
-    log.warning("JWK Set holds %d signing keys with the same kid %r; ignoring them", count, kid)
+    key = key_set.find(kid)
+    return dict(key) if key is not None else None
 
 
 class KeySet:
@@ -84,8 +74,8 @@ class KeySet:
     call. A :class:`KeySet` is immutable once built; a refetched document gets a new one, so the
     memo can never serve a key the client has withdrawn.
 
-    :meth:`find` answers exactly like :func:`find_key` (signing keys only, an ambiguous ``kid`` is
-    unknown and logged). :meth:`prepared` memoizes whatever the caller builds from one key for
+    :meth:`find` gives the one signing key of a ``kid`` (an ambiguous ``kid`` is unknown and
+    logged). :meth:`prepared` memoizes whatever the caller builds from one key for
     one algorithm; it is bounded by the number of keys times the number of algorithms, since it is
     only ever asked about keys that :meth:`find` returned. Safe to share between threads: two
     threads may build the same entry at once, and either result is kept (building is pure).
@@ -121,13 +111,17 @@ class KeySet:
         return tuple(self._signing)
 
     def find(self, kid: str) -> Mapping[str, Any] | None:
-        """The one signing key with this ``kid``, or ``None`` (same answer as :func:`find_key`).
+        """The one signing key with this ``kid``, or ``None``.
 
         The mapping is shared: callers must not modify it.
         """
         key = self._signing.get(kid)
         if key is None and kid in self._ambiguous:
-            _warn_ambiguous(self._ambiguous[kid], kid)
+            log.warning(
+                "JWK Set holds %d signing keys with the same kid %r; ignoring them",
+                self._ambiguous[kid],
+                kid,
+            )
         return key
 
     def prepared(self, kid: str, alg: str, build: Callable[[Mapping[str, Any]], T]) -> T:
