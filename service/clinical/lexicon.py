@@ -28,9 +28,11 @@ class Lexicon:
     def drug_words(self) -> Mapping[str, frozenset[str]]:
         """Lower-case drug name -> the name lists it belongs to (computed once per content load).
 
-        The keys of the result are the field names without ``_names`` (``local_anaesthetic``,
-        ``corticosteroid``, ``antithrombotic``, ``insulin``, ``thrombolytic``), so a medication's
-        text is tokenised once and each word costs one dict lookup.
+        The groups are the field names without ``_names`` (``local_anaesthetic``,
+        ``corticosteroid``, ``antithrombotic``, ``insulin``, ``thrombolytic``), which are also the
+        names of the medication classes in :mod:`service.clinical.medications`, so a word's
+        groups are the classes it implies. A medication's text is tokenised once and each word
+        costs one dict lookup.
         """
         lists = {
             "local_anaesthetic": self.local_anaesthetic_names,

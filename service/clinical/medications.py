@@ -50,28 +50,15 @@ def _medication_concept(resource: Mapping[str, Any]) -> tuple[Any, str]:
 
 def _classes(concept: Any, name: str, lexicon: Lexicon) -> frozenset[str]:
     found = {m.concept for m in lexicon.codes.match_concept(concept) if m.concept in _CLASSES}
-    drug_words = lexicon.drug_words
-    named: set[str] = set()
     for word in text_words(" ".join([name, *fields.concept_texts(concept)])):
-        groups = drug_words.get(word)
-        if groups:
-            named |= groups
+        # The drug-name groups are named as the classes they stand for.
+        found |= lexicon.drug_words.get(word, frozenset())
         if word == WARFARIN:
-            named.add(WARFARIN)
-    if "local_anaesthetic" in named:
-        found.add(LOCAL_ANAESTHETIC)
-    if "corticosteroid" in named:
-        found.add(CORTICOSTEROID)
-    if "antithrombotic" in named:
-        found.add(ANTITHROMBOTIC)
-    if WARFARIN in named:
-        found.add(WARFARIN)
+            found.add(WARFARIN)
     if WARFARIN in found:
         found.add(ANTITHROMBOTIC)
-    if "insulin" in named:
-        found.add(INSULIN)
-    if "thrombolytic" in named:
-        found.update((THROMBOLYTIC, ANTITHROMBOTIC))
+    if THROMBOLYTIC in found:
+        found.add(ANTITHROMBOTIC)
     return frozenset(found)
 
 
