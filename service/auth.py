@@ -94,7 +94,6 @@ _REQUIRED_CLAIMS = ("iss", "aud", "exp", "iat", "jti")
 MIN_RSA_KEY_BITS = 2048
 
 
-
 @dataclass(frozen=True)
 class TrustedIssuer:
     """One CDS client we trust, identified by its ``iss``, and where its public keys come from.

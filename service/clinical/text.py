@@ -9,9 +9,11 @@ deliberately small, predictable matcher: every hit can be explained to a clinici
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
+
+from service.clinical.memo import text_memo
 
 # Words, plus commas as tokens of their own so a comma can end a negation's scope.
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|,")
@@ -85,7 +87,8 @@ class TextMatcher:
     """Finds concepts, procedure classes and laterality in free text.
 
     Built once per content load; every phrase list is indexed by first word at that time, so a
-    text costs one tokenisation plus a dict lookup per word.
+    text costs one tokenisation plus a dict lookup per word, and what a text means is remembered
+    (:mod:`service.clinical.memo`), so a text the chart repeats is read once.
     """
 
     requires_any: Mapping[str, frozenset[str]]
@@ -98,6 +101,23 @@ class TextMatcher:
     _laterality_phrases: _PhraseIndex
     _cues: _PhraseIndex
     _post_cues: _PhraseIndex
+    _concepts_memo: Callable[[str], tuple[TextHit, ...]] = field(
+        init=False, repr=False, compare=False
+    )
+    _procedure_memo: Callable[[str], str | None] = field(init=False, repr=False, compare=False)
+    _laterality_memo: Callable[[str], str | None] = field(init=False, repr=False, compare=False)
+    _word_set_memo: Callable[[str], frozenset[str]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # The memos hold bound methods of this matcher: they live and die with the content.
+        memos = {
+            "_concepts_memo": self._read_concepts,
+            "_procedure_memo": self._read_procedure_class,
+            "_laterality_memo": lambda text: self._laterality(words(text)),
+            "_word_set_memo": lambda text: frozenset(words(text)),
+        }
+        for name, read in memos.items():
+            object.__setattr__(self, name, text_memo(read))
 
     @classmethod
     def from_content(cls, doc: Mapping[str, Any]) -> TextMatcher:
@@ -132,8 +152,33 @@ class TextMatcher:
 
     # -- public API ---------------------------------------------------------------------------
 
-    def find_concepts(self, text: str) -> list[TextHit]:
+    def find_concepts(self, text: str) -> tuple[TextHit, ...]:
         """Every non-negated finding concept in ``text``, once per concept, in text order."""
+        return self._concepts_memo(text)
+
+    def procedure_class(self, text: str) -> str | None:
+        """The first procedure class (content order) whose phrases occur in ``text``, if any."""
+        return self._procedure_memo(text)
+
+    def word_set(self, text: str) -> frozenset[str]:
+        """The distinct lower-case words of ``text`` (see :func:`words`)."""
+        return self._word_set_memo(text)
+
+    def mentions_any(self, text: str, names: Iterable[str]) -> str | None:
+        """The first of ``names`` (single words, e.g. drug names) occurring in ``text``."""
+        token_set = self._word_set_memo(text)
+        for name in names:
+            if name.lower() in token_set:
+                return name
+        return None
+
+    def laterality_of(self, text: str) -> str | None:
+        """Laterality stated anywhere in ``text`` ("both legs" wins over "left" and "right")."""
+        return self._laterality_memo(text)
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _read_concepts(self, text: str) -> tuple[TextHit, ...]:
         hits: dict[str, TextHit] = {}
         for sentence in _SENTENCE_BREAK.split(text):
             tokens = words(sentence)
@@ -160,26 +205,11 @@ class TextMatcher:
                 hits[span.key] = TextHit(
                     span.key, " ".join(tokens[span.start : span.end]), laterality
                 )
-        return list(hits.values())
+        return tuple(hits.values())
 
-    def procedure_class(self, text: str) -> str | None:
-        """The first procedure class (content order) whose phrases occur in ``text``, if any."""
+    def _read_procedure_class(self, text: str) -> str | None:
         found = {span.key for span in self._procedures.find(words(text))}
         return min(found, key=self.procedure_order.__getitem__) if found else None
-
-    def mentions_any(self, text: str, names: Iterable[str]) -> str | None:
-        """The first of ``names`` (single words, e.g. drug names) occurring in ``text``."""
-        token_set = set(words(text))
-        for name in names:
-            if name.lower() in token_set:
-                return name
-        return None
-
-    def laterality_of(self, text: str) -> str | None:
-        """Laterality stated anywhere in ``text`` ("both legs" wins over "left" and "right")."""
-        return self._laterality(words(text))
-
-    # -- internals ----------------------------------------------------------------------------
 
     def _laterality(self, tokens: Sequence[str]) -> str | None:
         found = {span.key for span in self._laterality_phrases.find(tokens)}

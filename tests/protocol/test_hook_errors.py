@@ -116,9 +116,7 @@ def test_utf8_body_behind_a_byte_order_mark_is_accepted(app: Flask, client: Flas
     [b"NaN", b"Infinity", b"-Infinity", b'"\\ud800"', b"1e999"],
     ids=["nan", "infinity", "minus-infinity", "lone-surrogate", "overflow"],
 )
-def test_values_that_are_not_json_are_400(
-    app: Flask, client: FlaskClient, value: bytes
-) -> None:
+def test_values_that_are_not_json_are_400(app: Flask, client: FlaskClient, value: bytes) -> None:
     # The standard library would read these (float("nan"), a lone surrogate); RFC 8259 does not.
     raw = encode(make_request(app, S1)).replace(b'"hook"', b'"note": ' + value + b', "hook"', 1)
     body = assert_operation_outcome(post(client, service_url(app), raw), 400)
