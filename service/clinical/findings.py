@@ -58,6 +58,7 @@ _EXCLUDED_VERIFICATION = {"entered-in-error", "refuted"}
 _EXCLUDED_OBSERVATION = {"entered-in-error", "cancelled"}
 _OBSERVATION_TIMES = ("effectiveDateTime", "effectivePeriod", "effectiveInstant", "issued")
 _HIGH_FLAGS = {"H", "HH", "HU", "A", "AA"}
+_FLAGGED_MARKERS = frozenset({"wbc", "crp", "esr"})
 _NEGATIVE_VALUES = {"no", "absent", "negative", "none", "not present", "false"}
 _LATERALITY_CONCEPT = {
     "laterality_left": "left",
@@ -231,8 +232,10 @@ def _measurement(
     and HbA1c are always kept with their amount, because the rules compare them themselves.
     """
     q = fields.quantity(resource)
-    flags = fields.interpretation_codes(resource)
-    flagged_high = bool(flags & _HIGH_FLAGS)
+    # Only the infection markers read the interpretation flags; most measurements need not.
+    flagged_high = concept in _FLAGGED_MARKERS and bool(
+        fields.interpretation_codes(resource) & _HIGH_FLAGS
+    )
     if concept == "body_temperature" and q:
         celsius = _celsius(*q)
         if celsius is not None and celsius >= settings.fever_celsius:

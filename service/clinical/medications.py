@@ -14,8 +14,8 @@ from typing import Any
 
 from service.clinical import fields
 from service.clinical.lexicon import Lexicon
+from service.clinical.memo import text_memo
 from service.clinical.model import MedicationEvent, ResourceRef
-from service.clinical.text import words as text_words
 
 LOCAL_ANAESTHETIC = "local_anaesthetic"
 CORTICOSTEROID = "corticosteroid"
@@ -33,8 +33,8 @@ _EXCLUDED_ADMIN = {"entered-in-error", "not-done"}
 _EXCLUDED_ORDER = {"entered-in-error", "cancelled", "draft"}
 
 
-def _medication_concept(resource: Mapping[str, Any]) -> tuple[Any, str]:
-    """The medication CodeableConcept (contained Medication resolved) and a display name."""
+def _medication_concept(resource: Mapping[str, Any]) -> tuple[Any, str, list[str]]:
+    """The medication CodeableConcept (contained Medication resolved), a display name, its texts."""
     concept = resource.get("medicationCodeableConcept")
     reference = fields.mapping(resource.get("medicationReference"))
     if concept is None and reference is not None:
@@ -45,16 +45,21 @@ def _medication_concept(resource: Mapping[str, Any]) -> tuple[Any, str]:
                     concept = contained.get("code")
         if concept is None and isinstance(reference.get("display"), str):
             concept = {"text": reference["display"]}
-    return concept, fields.label_of(concept, "medication")
+    texts = fields.concept_texts(concept)
+    return concept, texts[0] if texts else "medication", texts
 
 
-def _classes(concept: Any, name: str, lexicon: Lexicon) -> frozenset[str]:
+def _classes(concept: Any, name: str, texts: list[str], lexicon: Lexicon) -> frozenset[str]:
     found = {m.concept for m in lexicon.codes.match_concept(concept) if m.concept in _CLASSES}
-    for word in text_words(" ".join([name, *fields.concept_texts(concept)])):
+    names = lexicon.text.word_set(" ".join([name, *texts]))
+    drug_words = lexicon.drug_words
+    for word in names:
         # The drug-name groups are named as the classes they stand for.
-        found |= lexicon.drug_words.get(word, frozenset())
-        if word == WARFARIN:
-            found.add(WARFARIN)
+        groups = drug_words.get(word)
+        if groups:
+            found |= groups
+    if WARFARIN in names:
+        found.add(WARFARIN)
     if WARFARIN in found:
         found.add(ANTITHROMBOTIC)
     if THROMBOLYTIC in found:
@@ -81,9 +86,18 @@ def _dose_quantity(value: Any) -> tuple[float, str] | None:
     return float(q["value"]), unit if isinstance(unit, str) else ""
 
 
-def _strength_from_text(text: str) -> tuple[float, str] | None:
+def _read_strength(text: str) -> tuple[float, str] | None:
     match = _STRENGTH.search(text)
     return (float(match.group(1)), match.group(2).lower()) if match else None
+
+
+def _read_twice_daily(text: str) -> bool:
+    return _TWICE_DAILY.search(text) is not None
+
+
+# Pure functions of the text alone (no content), and each order repeats its dose text.
+_strength_from_text = text_memo(_read_strength)
+_says_twice_daily = text_memo(_read_twice_daily)
 
 
 def _per_day(dosages: Iterable[Mapping[str, Any]], text: str) -> float | None:
@@ -102,11 +116,11 @@ def _per_day(dosages: Iterable[Mapping[str, Any]], text: str) -> float | None:
             return float(frequency) / float(period)
         if repeat.get("periodUnit") == "h":
             return 24.0 / float(period) * float(frequency)
-    return 2.0 if _TWICE_DAILY.search(text) else None
+    return 2.0 if _says_twice_daily(text) else None
 
 
-def _all_text(concept: Any, name: str, dosages: Iterable[Mapping[str, Any]]) -> str:
-    parts = [name, *fields.concept_texts(concept)]
+def _all_text(name: str, texts: list[str], dosages: Iterable[Mapping[str, Any]]) -> str:
+    parts = [name, *texts]
     for dosage in dosages:
         parts += fields.concept_texts(dosage.get("route"))
         if isinstance(dosage.get("text"), str):
@@ -131,13 +145,13 @@ def from_administration(resource: Mapping[str, Any], lexicon: Lexicon) -> Medica
     """A MedicationAdministration of interest (``None`` when excluded or irrelevant)."""
     if fields.status_code(resource, "status") in _EXCLUDED_ADMIN:
         return None
-    concept, name = _medication_concept(resource)
-    classes = _classes(concept, name, lexicon)
+    concept, name, texts = _medication_concept(resource)
+    classes = _classes(concept, name, texts, lexicon)
     if not classes:
         return None
     dosage = fields.mapping(resource.get("dosage"))
     dosages = [dosage] if dosage else []
-    text = _all_text(concept, name, dosages)
+    text = _all_text(name, texts, dosages)
     start = fields.first_time(resource, "effectiveDateTime", "effectivePeriod")
     end = fields.period_end(resource, "effectivePeriod")
     if end is None and "effectiveDateTime" in resource:
@@ -165,13 +179,13 @@ def from_request(resource: Mapping[str, Any], lexicon: Lexicon) -> MedicationEve
     """A MedicationRequest of interest; its time is the order time (timing uncertain)."""
     if fields.status_code(resource, "status") in _EXCLUDED_ORDER:
         return None
-    concept, name = _medication_concept(resource)
-    classes = _classes(concept, name, lexicon)
+    concept, name, texts = _medication_concept(resource)
+    classes = _classes(concept, name, texts, lexicon)
     if not classes:
         return None
     authored = fields.first_time(resource, "authoredOn")
     dosages = list(fields.objects(resource.get("dosageInstruction")))
-    text = _all_text(concept, name, dosages)
+    text = _all_text(name, texts, dosages)
     dose = None
     for dosage in dosages:
         for rate in fields.objects(dosage.get("doseAndRate")):

@@ -55,7 +55,8 @@ def parse(value: object) -> When | None:
     if not isinstance(value, str) or not value:
         return None
     text = value.strip()
-    partial = _PARTIAL.match(text)
+    # A value with a time part ("T") is never partial; only dates need the pattern.
+    partial = None if "T" in text else _PARTIAL.match(text)
     if partial:
         year = int(partial.group(1))
         month = int(partial.group(2)) if partial.group(2) else None
@@ -81,7 +82,7 @@ def parse(value: object) -> When | None:
     if instant.tzinfo is None:
         instant = instant.replace(tzinfo=UTC)
         return When(instant - timedelta(hours=14), instant + timedelta(hours=14))
-    return When.at(instant)
+    return When(instant, instant)
 
 
 def hours_between(earlier: datetime, later: datetime) -> float:
