@@ -10,6 +10,10 @@ broken down into its stages on the same body so a slow size can be attributed:
 * ``resolve`` — ``resolve_prefetch`` on the parsed request (prefetch only: no I/O);
 * ``evaluate`` — record indexing plus ``engine.evaluate`` (rules and rendering);
 * ``no_parse`` = resolve + record + evaluate, i.e. the call with a pre-parsed request.
+
+Text readings are remembered between calls (:mod:`service.clinical.memo`), and the benchmark
+sends the same chart again and again, so every size is also timed with the memos emptied before
+each call ("cold"): the honest figure for a chart whose texts the worker has never seen.
 """
 
 from __future__ import annotations
@@ -49,11 +53,16 @@ def _handler() -> Any:
     return handler
 
 
-def _time(fn: Callable[[], Any], runs: int, warmup: int) -> list[float]:
+def _time(
+    fn: Callable[[], Any], runs: int, warmup: int, before: Callable[[], Any] | None = None
+) -> list[float]:
+    """Wall times of ``runs`` calls of ``fn`` in ms; ``before`` runs untimed ahead of each call."""
     for _ in range(warmup):
         fn()
     samples = []
     for _ in range(runs):
+        if before is not None:
+            before()
         t0 = time.perf_counter_ns()
         fn()
         samples.append((time.perf_counter_ns() - t0) / 1e6)
@@ -83,6 +92,7 @@ def _summary(samples: list[float]) -> dict[str, float]:
 def run(quick: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
     from service import engine
     from service.cdshooks.handler import parse_json
+    from service.clinical.memo import forget_all
     from service.fhir.record import PatientRecord
     from service.render import RenderContext
 
@@ -117,6 +127,10 @@ def run(quick: bool = False, log: Callable[[str], None] = print) -> dict[str, An
                 break
             log(f"  {size} resources: {other:.2f} cores used elsewhere meanwhile; measuring again")
         other, samples, settled = min(tries, key=lambda t: t[0])
+        # The same call with every text memo emptied first: what a worker's first call costs,
+        # with only the chart's own repeats remembered (the headline runs keep the memos warm,
+        # as a worker does between calls, and the bench chart repeats across calls).
+        cold = _time(full, runs, 0, before=forget_all)
 
         parsed = handler.parse_request(service, body)
         stage_runs = max(3, runs // 4)
@@ -158,7 +172,8 @@ def run(quick: bool = False, log: Callable[[str], None] = print) -> dict[str, An
             "evaluate": _time(_paused(evaluate), stage_runs, 1),
             "no_parse": _time(_paused(no_parse), stage_runs, 1),
         }
-        entry = {
+        cold_summary = _summary(cold)
+        entry: dict[str, Any] = {
             "resources": size,
             "prefetch_resources": charts.prefetch_count(request),
             "body_bytes": len(body),
@@ -168,12 +183,14 @@ def run(quick: bool = False, log: Callable[[str], None] = print) -> dict[str, An
             "other_cpu_cores": round(other, 2),
             "tries": len(tries),
             **_summary(samples),
+            "cold": cold_summary,
             "stages_median_ms": {k: round(median(v), 3) for k, v in stages.items()},
         }
         sizes.append(entry)
         log(
             f"  in-process {size:>5} resources: median {entry['median_ms']:.2f} ms, "
-            f"p99 {entry['p99_ms']:.2f} ms ({runs} runs), cards {cards}"
+            f"p99 {entry['p99_ms']:.2f} ms ({runs} runs; memos emptied first: median "
+            f"{cold_summary['median_ms']:.2f}, p99 {cold_summary['p99_ms']:.2f}), cards {cards}"
         )
     xs = [float(s["resources"]) for s in sizes]
     slope, intercept = least_squares(xs, [s["median_ms"] for s in sizes])
@@ -183,7 +200,8 @@ def run(quick: bool = False, log: Callable[[str], None] = print) -> dict[str, An
     targets = []
     for size, limit in TARGETS_P99_MS.items():
         if size in by_size:
-            value = by_size[size]["p99_ms"]
+            # Judged on the slower of warm and cold: the target must hold for unseen charts.
+            value = max(by_size[size]["p99_ms"], by_size[size]["cold"]["p99_ms"])
             targets.append(
                 {
                     "name": f"in-process p99 at {size:,} resources",
