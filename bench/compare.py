@@ -58,8 +58,11 @@ def measure(checkout: Path, plan: tuple[tuple[int, int], ...] = PLAN) -> dict[st
         env=env,
         capture_output=True,
         text=True,
-        check=True,
+        check=False,
     )
+    if done.returncode != 0:
+        # Say which checkout failed and why (its traceback), not only the exit status.
+        raise RuntimeError(f"measuring {checkout} failed:\n{done.stderr.strip()}")
     result: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
 
