@@ -88,8 +88,16 @@ def checks(results: dict[str, Any]) -> list[dict[str, Any]]:
         add(
             "http: baseline answers 200", baseline.get("status") == 200, f"{baseline.get('status')}"
         )
+        if "ceiling" in sanity:
+            ceiling = sanity["ceiling"]
+            add(
+                "http: ceiling (service without evaluation) answers 200 and refuses a replay",
+                ceiling.get("status") == 200 and ceiling.get("replay_status") == 401,
+                f"{ceiling.get('status')}, replay {ceiling.get('replay_status')}",
+            )
         runs = [
             *[("service", r) for r in http.get("service_runs", [])],
+            *[("ceiling", r) for r in http.get("ceiling_runs", [])],
             *[("baseline", r) for r in http.get("baseline_runs", [])],
             *[(f"{name} warm-up", r) for name, r in http.get("warmup", {}).items()],
         ]
@@ -253,21 +261,32 @@ def _inprocess(r: dict[str, Any]) -> list[str]:
 def _http(r: dict[str, Any]) -> list[str]:
     b, s = r["baseline"], r["service"]
     tok = r["tokens"]
+    ceiling_rows, ceiling_lines = [], []
+    if "ceiling" in r:
+        ceiling_rows = [_http_row("ceiling: epidural-cds without evaluation", r["ceiling"])]
+        ceiling_lines = [
+            "",
+            f"Ceiling ratio (the service with its clinical evaluation taken out, "
+            f"bench/ceiling_app.py)/baseline: **{r['ceiling_ratio']:.2f}x** "
+            f"(per run: {', '.join(f'{x:.2f}' for x in r['ceiling_pair_ratios'])}): the most "
+            "the service could reach if evaluating the chart cost nothing.",
+        ]
     return [
         "",
         "## b. HTTP: service (production profile, JWT ES384) vs bare Flask baseline",
         "",
         f"{r['tool']}, {r['threads']} threads, {r['connections']} connections, "
         f"{r['duration_s']:.0f} s per run, medians of {r['runs_counted']} alternating "
-        f"baseline/service run pairs ({r['runs_disturbed']} more were disturbed by other "
+        f"rounds ({r['runs_disturbed']} more were disturbed by other "
         f"processes, > {r['other_cpu_limit_cores']} cores, and left out); "
         f"body: {r['chart_resources']}-resource chart with full prefetch "
-        f"({r['body_bytes'] / 1024:.0f} KiB); both under gunicorn with 2 sync workers.",
+        f"({r['body_bytes'] / 1024:.0f} KiB); all under gunicorn with 2 sync workers.",
         "",
         "| Server | Requests/s | p50 ms | p99 ms | Requests | Non-200 | Socket errors "
         "| Server CPU (cores) | CPU ms/request | Load gen. CPU | Other CPU |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         _http_row("baseline (json.loads + fixed reply)", b),
+        *ceiling_rows,
         _http_row("epidural-cds", s),
         "",
         "CPU columns are medians over the runs, in cores (2 = the whole machine); "
@@ -279,6 +298,7 @@ def _http(r: dict[str, Any]) -> list[str]:
         f"in the replay table, {tok['sent']} sent, none reused "
         f"({'consistent' if tok['consistent'] else 'INCONSISTENT'}); a replayed token got "
         f"HTTP {r['sanity']['service'].get('replay_status')}.",
+        *ceiling_lines,
     ]
 
 

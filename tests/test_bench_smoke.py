@@ -43,9 +43,11 @@ def _results() -> dict[str, Any]:
         "http": {
             "sanity": {
                 "service": {"status": 200, "cards": ["critical"], "replay_status": 401},
+                "ceiling": {"status": 200, "cards": [], "replay_status": 401},
                 "baseline": {"status": 200, "cards": []},
             },
             "service_runs": [_run()],
+            "ceiling_runs": [_run()],
             "baseline_runs": [_run()],
             "warmup": {"service": _run(), "baseline": _run()},
             "tokens": {
@@ -110,6 +112,10 @@ def test_a_working_run_passes_every_check_whatever_the_targets() -> None:
          "http: service answers a card for the chart"),
         (lambda r: r["http"]["sanity"]["service"].update(replay_status=200),
          "http: a replayed token is refused (401)"),
+        (lambda r: r["http"]["sanity"]["ceiling"].update(replay_status=200),
+         "http: ceiling (service without evaluation) answers 200 and refuses a replay"),
+        (lambda r: r["http"]["ceiling_runs"][0].update(non200=1, non200_statuses={"500": 1}),
+         "http: every load response was 200"),
         (lambda r: r["inprocess"]["sizes"][0].update(cards=[]),
          "inprocess: cards for the 10-resource chart"),
         (lambda r: r["fetch"]["direct"].update(cards=[]),
