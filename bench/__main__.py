@@ -101,6 +101,15 @@ def _parser() -> argparse.ArgumentParser:
             "the CPU (default 180; 0 with --quick)"
         ),
     )
+    parser.add_argument(
+        "--jwt-alg",
+        choices=("ES384", "RS384"),
+        default="ES384",
+        help=(
+            "how the benchmark client signs its tokens: ES384 (P-384, as the CDS Hooks sandbox; "
+            "default) or RS384 (RSA 2048, as Epic); both are required by the spec"
+        ),
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs)")
     return parser
 
@@ -229,11 +238,12 @@ def _served(
     memory = guarded("setup", lambda: _phase("memory"))
     if http_load is None or memory is None:
         return None
-    bench = guarded("setup", lambda: http_load.Bench.create(log, args.load_generator))
+    bench = guarded("setup", lambda: http_load.Bench.create(log, args.load_generator, args.jwt_alg))
     if bench is None:
         return None
     workdir: Path = bench.workdir
     results["load_generator"] = "wrk" if bench.use_wrk else "python"
+    results["jwt_alg"] = bench.client.alg
     service = guarded("service start", bench.start_service)
     try:
         if service is None:

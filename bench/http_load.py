@@ -71,8 +71,16 @@ class Bench:
     _baseline_tokens: list[str] = field(default_factory=list)
 
     @classmethod
-    def create(cls, log: Callable[[str], None] = print, load_generator: str = "auto") -> Bench:
-        """``load_generator``: ``auto`` (wrk when on PATH, else Python), ``wrk`` or ``python``."""
+    def create(
+        cls,
+        log: Callable[[str], None] = print,
+        load_generator: str = "auto",
+        jwt_alg: str = tokens.ALG,
+    ) -> Bench:
+        """``load_generator``: ``auto`` (wrk when on PATH, else Python), ``wrk`` or ``python``.
+
+        ``jwt_alg``: how the client signs (``ES384`` or ``RS384``, :mod:`bench.tokens`).
+        """
         if load_generator not in loadgen.CHOICES:
             raise ValueError(f"load generator {load_generator!r}: choose from {loadgen.CHOICES}")
         have_wrk = loadgen.wrk_path() is not None
@@ -87,7 +95,7 @@ class Bench:
         elif not use_wrk:
             log(loadgen.WRK_HINT)
         workdir = Path(tempfile.mkdtemp(prefix="epidural-cds-bench-"))
-        client = tokens.create_client(workdir)
+        client = tokens.create_client(workdir, jwt_alg)
         # The server evaluates at wall-clock time, so the chart is built around the real now.
         body = charts.body(charts.BENCH_SIZE, now=datetime.now(UTC))
         body_file = workdir / "body-100.json"
@@ -349,6 +357,7 @@ def run(
         "other_cpu_limit_cores": OTHER_CPU_LIMIT,
         "body_bytes": len(bench.body),
         "chart_resources": charts.BENCH_SIZE,
+        "jwt_alg": bench.client.alg,
         "sanity": checks,
         "baseline": base,
         "ceiling": ceil,

@@ -273,7 +273,8 @@ def _http(r: dict[str, Any]) -> list[str]:
         ]
     return [
         "",
-        "## b. HTTP: service (production profile, JWT ES384) vs bare Flask baseline",
+        f"## b. HTTP: service (production profile, JWT {r.get('jwt_alg', 'ES384')}) "
+        "vs bare Flask baseline",
         "",
         f"{r['tool']}, {r['threads']} threads, {r['connections']} connections, "
         f"{r['duration_s']:.0f} s per run, medians of {r['runs_counted']} alternating "

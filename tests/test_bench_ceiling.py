@@ -19,9 +19,12 @@ from service.app import create_app
 PATH = f"/cds-services/{charts.SERVICE_ID}"
 
 
-@pytest.fixture
-def client_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tokens.Client:
-    client = tokens.create_client(tmp_path / "client")
+@pytest.fixture(params=tokens.ALGORITHMS)
+def client_and_env(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tokens.Client:
+    """The benchmark's client (ES384, then RS384) and a production environment trusting it."""
+    client = tokens.create_client(tmp_path / "client", request.param)
     monkeypatch.setenv("EPIDURAL_CDS_PROFILE", "production")
     monkeypatch.setenv("EPIDURAL_CDS_ISSUERS_FILE", str(client.issuers_file))
     monkeypatch.setenv("EPIDURAL_CDS_PUBLIC_BASE_URL", tokens.PUBLIC_BASE_URL)
