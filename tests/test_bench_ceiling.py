@@ -10,13 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from flask import Flask
 
 from bench import charts, tokens
 from bench.ceiling_app import create_ceiling_app
 from service.app import create_app
-
-PATH = f"/cds-services/{charts.SERVICE_ID}"
+from tests.support.bench_apps import post_hook
 
 
 @pytest.fixture(params=tokens.ALGORITHMS)
@@ -32,35 +30,25 @@ def client_and_env(
     return client
 
 
-def _post(app: Flask, body: bytes, token: str | None) -> tuple[int, dict]:
-    headers = {"Content-Type": "application/json"}
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    response = app.test_client().post(
-        PATH, data=body, headers=headers, base_url=tokens.PUBLIC_BASE_URL
-    )
-    return response.status_code, response.get_json(force=True)
-
-
 def test_ceiling_answers_no_cards_where_the_service_answers_a_critical_one(
     client_and_env: tokens.Client,
 ) -> None:
     body = charts.body(charts.BENCH_SIZE)
     first, second = tokens.mint(client_and_env, 2, "ceiling-test")
-    status, document = _post(create_app(), body, first)
+    status, document = post_hook(create_app(), body, first)
     assert status == 200
     assert [c["indicator"] for c in document["cards"]] == ["critical"]
-    status, document = _post(create_ceiling_app(), body, second)
+    status, document = post_hook(create_ceiling_app(), body, second)
     assert (status, document) == (200, {"cards": []})
 
 
 def test_ceiling_still_authenticates_and_refuses_replays(client_and_env: tokens.Client) -> None:
     app = create_ceiling_app()
     body = charts.body(10)
-    assert _post(app, body, None)[0] == 401
+    assert post_hook(app, body, None)[0] == 401
     (token,) = tokens.mint(client_and_env, 1, "ceiling-replay")
-    assert _post(app, body, token)[0] == 200
-    status, document = _post(app, body, token)
+    assert post_hook(app, body, token)[0] == 200
+    status, document = post_hook(app, body, token)
     assert status == 401
     assert document["resourceType"] == "OperationOutcome"
 
@@ -68,7 +56,7 @@ def test_ceiling_still_authenticates_and_refuses_replays(client_and_env: tokens.
 def test_ceiling_still_checks_the_request(client_and_env: tokens.Client) -> None:
     app = create_ceiling_app()
     bad_json, not_a_hook = tokens.mint(client_and_env, 2, "ceiling-bad")
-    assert _post(app, b'{"hook": ', bad_json)[0] == 400
-    status, document = _post(app, b'{"hook": "patient-view"}', not_a_hook)
+    assert post_hook(app, b'{"hook": ', bad_json)[0] == 400
+    status, document = post_hook(app, b'{"hook": "patient-view"}', not_a_hook)
     assert status == 400
     assert document["resourceType"] == "OperationOutcome"

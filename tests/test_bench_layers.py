@@ -9,21 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from flask import Flask
-
 from bench import charts, layers, tokens
-
-PATH = f"/cds-services/{charts.SERVICE_ID}"
-
-
-def _post(app: Flask, body: bytes, token: str | None = None) -> tuple[int, dict]:
-    headers = {"Content-Type": "application/json"}
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    response = app.test_client().post(
-        PATH, data=body, headers=headers, base_url=tokens.PUBLIC_BASE_URL
-    )
-    return response.status_code, response.get_json(force=True)
+from tests.support.bench_apps import post_hook
 
 
 def test_each_layer_adds_its_own_work(tmp_path: Path) -> None:
@@ -32,17 +19,17 @@ def test_each_layer_adds_its_own_work(tmp_path: Path) -> None:
     with layers._production_env(tmp_path, client):
         apps = {name: layers._variant(name) for name in layers.LAYERS}
     # No authentication below "jwt"; "decode" skips the request checks that "checks" makes.
-    assert _post(apps["decode"], b'{"hook": "patient-view"}') == (200, {"cards": []})
-    assert _post(apps["checks"], b'{"hook": "patient-view"}')[0] == 400
-    assert _post(apps["checks"], body) == (200, {"cards": []})
+    assert post_hook(apps["decode"], b'{"hook": "patient-view"}') == (200, {"cards": []})
+    assert post_hook(apps["checks"], b'{"hook": "patient-view"}')[0] == 400
+    assert post_hook(apps["checks"], body) == (200, {"cards": []})
     # From "jwt" on, a token is required and accepted once.
     for name in ("jwt", "ceiling", "service"):
-        assert _post(apps[name], body)[0] == 401, name
+        assert post_hook(apps[name], body)[0] == 401, name
         (token,) = tokens.mint(client, 1, f"layers-{name}")
-        status, document = _post(apps[name], body, token)
+        status, document = post_hook(apps[name], body, token)
         assert status == 200, name
         assert bool(document["cards"]) == (name == "service")
-        assert _post(apps[name], body, token)[0] == 401, name
+        assert post_hook(apps[name], body, token)[0] == 401, name
     # Only "ceiling" and "service" keep the replay rows in the database.
     assert (tmp_path / "data" / "epidural-cds.sqlite3").exists()
 
