@@ -5,13 +5,17 @@ has just started ("cold"), after the first load has warmed it up ("warm": lazy i
 allocator arenas) and during and after a soak at about 70 % of the measured capacity. Growth is
 measured from warm to the end of the soak, since cold-to-warm growth is start-up, not a leak.
 The soak is paced: every connection waits ``delay`` ms after each response, calibrated with a
-short probe so the achieved rate lands near the target.
+short probe so the achieved rate lands near the target, and re-aimed after every segment of
+about a minute, because over ten minutes a shared machine speeds up and slows down (a fixed
+pause once landed the soak at 64 % instead of 70 %).
 """
 
 from __future__ import annotations
 
+import statistics
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +24,8 @@ from bench.util import worker_rss
 
 SOAK_FRACTION = 0.7
 TARGET_GROWTH_PCT = 5.0
+#: Longest stretch of the soak run with one pause before the pause is re-aimed.
+SEGMENT_S = 60.0
 
 
 def _cycle_delay_ms(target_rps: float, capacity_rps: float) -> float:
@@ -27,6 +33,61 @@ def _cycle_delay_ms(target_rps: float, capacity_rps: float) -> float:
     service_time_s = 2 / capacity_rps  # two workers share the capacity
     cycle_s = http_load.CONNECTIONS / target_rps
     return max(0.0, (cycle_s - service_time_s) * 1000)
+
+
+def reaimed_delay_ms(delay_ms: float, target_rps: float, achieved_rps: float) -> float:
+    """The pause that moves a paced run from ``achieved_rps`` to ``target_rps``.
+
+    Each connection's cycle is its pause plus the response time; changing the pause by the
+    difference between the target cycle and the achieved one keeps the response time as it was.
+    """
+    target_cycle_s = http_load.CONNECTIONS / target_rps
+    achieved_cycle_s = http_load.CONNECTIONS / max(achieved_rps, 1.0)
+    return max(0.0, delay_ms + (target_cycle_s - achieved_cycle_s) * 1000)
+
+
+def merge_segments(segments: list[dict[str, Any]]) -> dict[str, Any]:
+    """One load result for consecutive runs: counts added, rate over the summed duration.
+
+    Percentiles cannot be merged exactly from summaries: p50 is the median of the segments'
+    p50s and p99 the highest segment p99 (an upper bound of the whole soak's).
+    """
+    statuses: Counter[str] = Counter()
+    for segment in segments:
+        statuses.update(segment.get("non200_statuses") or {})
+    requests = sum(s["requests"] for s in segments)
+    duration = sum(s["duration_s"] for s in segments)
+    return {
+        "tool": segments[0]["tool"],
+        "rps": round(requests / duration, 1) if duration else 0.0,
+        "requests": requests,
+        "duration_s": round(duration, 1),
+        "non200": sum(s["non200"] for s in segments),
+        "non200_statuses": dict(statuses),
+        "socket_errors": sum(s["socket_errors"] for s in segments),
+        "reused_tokens": sum(s["reused_tokens"] for s in segments),
+        "p50_ms": statistics.median(s["p50_ms"] for s in segments),
+        "p99_ms": max(s["p99_ms"] for s in segments),
+    }
+
+
+def _paced_soak(
+    bench: http_load.Bench,
+    service: http_load.Target,
+    soak_s: float,
+    target_rps: float,
+    delay_ms: float,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The soak in segments of at most ``SEGMENT_S``, the pause re-aimed after each one."""
+    count = max(1, round(soak_s / SEGMENT_S))
+    segments: list[dict[str, Any]] = []
+    for _ in range(count):
+        segment = bench.load(
+            service, soak_s / count, expected_rps=target_rps * 1.3, delay_ms=delay_ms, label="soak"
+        )
+        segments.append(segment)
+        delay_ms = reaimed_delay_ms(delay_ms, target_rps, segment["rps"])
+    return merge_segments(segments), segments
 
 
 def _sampler(pid: int, every_s: float, stop: threading.Event, out: list[dict[str, Any]]) -> None:
@@ -59,8 +120,7 @@ def run(
             service, 5.0, expected_rps=target * 1.5, delay_ms=delay, label="cal"
         )
         achieved = max(calibration["rps"], 1.0)
-        cycle_now = http_load.CONNECTIONS / achieved
-        delay = max(0.0, delay + (http_load.CONNECTIONS / target - cycle_now) * 1000)
+        delay = reaimed_delay_ms(delay, target, achieved)
         log(
             f"  soak calibration: {achieved:.0f} rps at {calibration['delay_ms']:.0f} ms pause; "
             f"now {delay:.0f} ms for {target:.0f} rps"
@@ -73,7 +133,7 @@ def run(
     log(f"  soak: {soak_s:.0f} s at ~{target:.0f} rps ({SOAK_FRACTION:.0%} of {capacity_rps:.0f})")
     sampler.start()
     try:
-        soak = bench.load(service, soak_s, expected_rps=target * 1.3, delay_ms=delay, label="soak")
+        soak, segments = _paced_soak(bench, service, soak_s, target, delay)
     finally:
         stop.set()
         sampler.join(timeout=5)
@@ -104,6 +164,8 @@ def run(
         "achieved_rps": soak["rps"],
         "achieved_fraction": round(soak["rps"] / capacity_rps, 3) if capacity_rps else None,
         "delay_ms": round(delay, 1),
+        # Every segment's pause and achieved rate, to show the pacing held the target.
+        "segments": [{"delay_ms": g["delay_ms"], "rps": g["rps"]} for g in segments],
         "requests": soak["requests"],
         "non200": soak["non200"],
         "non200_statuses": soak["non200_statuses"],

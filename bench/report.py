@@ -352,7 +352,13 @@ def _memory(r: dict[str, Any]) -> list[str]:
         "",
         f"Soak at {r['achieved_rps']:.0f} requests/s ({r['achieved_fraction']:.0%} of the "
         f"measured {r['capacity_rps']:.0f}; target {r['target_rps']:.0f}), {r['requests']} "
-        f"requests, {r['non200']} non-200, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms.",
+        f"requests, {r['non200']} non-200, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms"
+        + (
+            f" (p50: median of the {len(r['segments'])} segments'; p99: the highest). Segment "
+            "rates, requests/s: " + ", ".join(f"{g['rps']:.0f}" for g in r["segments"]) + "."
+            if len(r.get("segments", ())) > 1
+            else "."
+        ),
         "",
         "| Worker | Cold MiB | Warm MiB | After soak MiB | Growth from warm | From cold |",
         "|---|---:|---:|---:|---:|---:|",
