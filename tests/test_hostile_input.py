@@ -134,6 +134,12 @@ def test_brackets_inside_strings_do_not_count(app: Flask, client: FlaskClient) -
         (b'["\\"' + b"[" * 100 + b'"]', False),  # after an escaped quote, still in the string
         (b'["\\\\"' + b"," + b"[" * 65 + b"]" * 65 + b"]", True),  # escaped backslash ends it
         (b'{"k\\u005b":' + b"[" * 63 + b"]" * 63 + b"}", False),  # \u005b is not a bracket
+        (b'["\\u00b0' + b"[" * 100 + b'"]', False),  # a harmless escape: no escape pass
+        (b'["' + b"\\n" * 10 + b'\\"' + b"[" * 100 + b'"]', False),  # \" after other escapes
+        pytest.param(
+            b'["' + b"\\n" * 5000 + b'\\"' + b"[" * 100 + b'"]', False, id="5000-escapes-then-quote"
+        ),
+        (b'["' + b"\\/" * 10 + b'\\\\"' + b"," + b"[" * 65 + b"]" * 65 + b"]", True),
         (('["é€𝄞' + "[" * 100 + '"]').encode(), False),  # multi-byte UTF-8 in the string
         (b"\xef\xbb\xbf" + b"[" * 65 + b"]" * 65, True),  # behind a UTF-8 BOM
     ],

@@ -72,23 +72,46 @@ _ONE_KIND = bytes.maketrans(b"{}", b"[]")
 _STEPS = bytes.maketrans(b"[]", b"\x01\xff")
 
 
+_MANY_ESCAPES = 4096
+
+
+def _quote_escapes(body: bytes) -> bool:
+    """Whether an escape pair in ``body`` is ``\\"`` or ``\\\\``: the only ones that matter.
+
+    Other escapes (``\\n``, ``\\/``, ``\\u00b0``) hold no quote or bracket and vanish with every
+    other non-mark byte, so most bodies need no escape pass at all. Pairs are walked left to
+    right as the decoder reads them; past a few thousand backslashes, the answer is "yes".
+    """
+    count = body.count(b"\\")
+    if count == 0:
+        return False
+    if count > _MANY_ESCAPES:
+        return True
+    at = body.find(b"\\")
+    while at != -1:
+        if body[at + 1 : at + 2] in (b'"', b"\\"):
+            return True
+        at = body.find(b"\\", at + 2)
+    return False
+
+
 def nested_deeper_than(body: bytes, limit: int) -> bool:
     """Whether JSON arrays and objects in ``body`` nest deeper than ``limit``, strings ignored.
 
     Computed with whole-buffer C operations, before the decoder recurses into the body. Escape
-    pairs (``\\x``) are removed first, so an escaped quote or backslash cannot end a string.
-    Then every byte but ``"[]{}`` is dropped and what lies between quotes is cut out: nearly all
-    strings hold no bracket and leave a bare ``""`` that one ``replace`` removes, and only strings
-    that contain brackets (or an unterminated string's rest) need the general split. What is left
-    is the bracket structure; removing every adjacent ``[]`` pair peels one level off every
-    innermost container, so a structure at most ``limit`` deep is empty after ``limit`` peels.
-    Anything left (too deep, or brackets that do not balance because the JSON is invalid) is
-    measured exactly on the unpeeled brackets, as the highest running sum (+1 open, -1 close).
-    In UTF-8 every byte of a multi-byte character is >= 0x80, so the ASCII bytes seen are the
-    JSON text's own. A count made wrong by invalid JSON does no harm: the decoder then reports
-    the syntax error.
+    pairs (``\\x``) are removed first when one of them is ``\\"`` or ``\\\\``, so an escaped
+    quote or backslash cannot end a string. Then every byte but ``"[]{}`` is dropped and what
+    lies between quotes is cut out: nearly all strings hold no bracket and leave a bare ``""``
+    that one ``replace`` removes, and only strings that contain brackets (or an unterminated
+    string's rest) need the general split. What is left is the bracket structure; removing every
+    adjacent ``[]`` pair peels one level off every innermost container, so a structure at most
+    ``limit`` deep is empty after ``limit`` peels. Anything left (too deep, or brackets that do
+    not balance because the JSON is invalid) is measured exactly on the unpeeled brackets, as
+    the highest running sum (+1 open, -1 close). In UTF-8 every byte of a multi-byte character
+    is >= 0x80, so the ASCII bytes seen are the JSON text's own. A count made wrong by invalid
+    JSON does no harm: the decoder then reports the syntax error.
     """
-    if body.find(b"\\") != -1:
+    if _quote_escapes(body):
         body = _ESCAPE.sub(b"", body)
     marks = body.translate(None, _NOT_MARKS).replace(b'""', b"")
     if b'"' in marks:
