@@ -8,6 +8,7 @@ chart without a card or a dead worker fail it, slowness and refused token replay
 from __future__ import annotations
 
 import copy
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -151,3 +152,30 @@ def test_smoke_run_never_writes_into_the_repository() -> None:
     args = bench_main._parser().parse_args(["--smoke", "--load-generator", "python"])
     assert args.quick and args.load_generator == "python"
     assert not bench_main.QUICK_RESULTS_DIR.resolve().is_relative_to(ROOT)
+
+
+class _LoadsInOrder:
+    """Stands in for ``http_load.Bench`` (a real load run needs servers and wrk, tens of
+    seconds): hands out the given load results one per ``load`` call."""
+
+    def __init__(self, *runs: dict[str, Any]) -> None:
+        self.runs = list(runs)
+        self.log = lambda message: None
+
+    def load(self, target: Any, duration: float, **_: Any) -> dict[str, Any]:
+        return self.runs.pop(0)
+
+
+_SERVICE = SimpleNamespace(name="service")
+
+
+def test_a_run_repeated_for_lack_of_tokens_is_still_counted() -> None:
+    from bench import http_load
+
+    short = _run(reused_tokens=3, rps=100.0, ok=90, sent=93)
+    again = _run(rps=110.0, ok=1100, sent=1101)
+    runs = http_load._measure_auth(_LoadsInOrder(short, again), _SERVICE, 10.0, 50.0)  # type: ignore[arg-type]
+    # The measurement is the second run; the first one's accepted tokens are in the replay
+    # table too, so both are returned for the token accounting.
+    assert runs == [short, again]
+    assert http_load._measure_auth(_LoadsInOrder(again), _SERVICE, 10.0, 50.0) == [again]  # type: ignore[arg-type]
