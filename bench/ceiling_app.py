@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from datetime import datetime
+from typing import Any
 
 from flask import Flask
 
@@ -39,13 +40,17 @@ class ParseOnlyHandler(HookHandler):
     ) -> HookOutcome:
         """Decode and schema-check ``body`` for ``service_id``, then answer no cards."""
         with collector_paused():
-            request = self.parse_request(self.service(service_id), body)
+            request = self.read_request(service_id, body)
         return HookOutcome(
             response={"cards": []},
-            hook_instance=str(request["hookInstance"]),
+            hook_instance=str(request.get("hookInstance", "unchecked")),
             indicators=(),
             origins={},
         )
+
+    def read_request(self, service_id: str, body: bytes) -> dict[str, Any]:
+        """The request as the service reads it: decoded and checked (a subclass may do less)."""
+        return self.parse_request(self.service(service_id), body)
 
 
 def create_ceiling_app() -> Flask:

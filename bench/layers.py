@@ -32,7 +32,6 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +41,6 @@ from werkzeug.test import EnvironBuilder
 
 from bench import charts, tokens
 from bench.ceiling_app import ParseOnlyHandler
-from service.cdshooks.handler import HookOutcome
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 LAYERS = ("baseline", "decode", "checks", "jwt", "ceiling", "service")
@@ -51,18 +49,10 @@ LAYERS = ("baseline", "decode", "checks", "jwt", "ceiling", "service")
 class _DecodeOnlyHandler(ParseOnlyHandler):
     """Decodes the body and answers no cards: no depth pre-scan, no schema."""
 
-    def handle(
-        self,
-        service_id: str,
-        body: bytes,
-        *,
-        now: datetime | None = None,
-        received_at: float | None = None,
-        extra_allowed: tuple[str, ...] = (),
-    ) -> HookOutcome:
-        """Decode ``body`` and answer no cards."""
-        orjson.loads(body)
-        return HookOutcome({"cards": []}, "layers", (), {})
+    def read_request(self, service_id: str, body: bytes) -> dict[str, Any]:
+        """The body decoded, unchecked."""
+        decoded: dict[str, Any] = orjson.loads(body)
+        return decoded
 
 
 class _SetReplayGuard:

@@ -7,6 +7,7 @@ protection and request checks, so each variant must add exactly its layer.
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 from bench import charts, layers, tokens
@@ -30,8 +31,10 @@ def test_each_layer_adds_its_own_work(tmp_path: Path) -> None:
         assert status == 200, name
         assert bool(document["cards"]) == (name == "service")
         assert post_hook(apps[name], body, token)[0] == 401, name
-    # Only "ceiling" and "service" keep the replay rows in the database.
-    assert (tmp_path / "data" / "epidural-cds.sqlite3").exists()
+    # "jwt" remembers its tokens in memory; "ceiling" and "service" in the shared database.
+    with sqlite3.connect(tmp_path / "data" / "epidural-cds.sqlite3") as db:
+        stored = {row[0].rsplit("-", 1)[0] for row in db.execute("SELECT jti FROM used_jwt_ids")}
+    assert stored == {"layers-ceiling", "layers-service"}
 
 
 def test_measure_reports_every_layer_and_restores_the_environment() -> None:
