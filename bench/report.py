@@ -229,8 +229,9 @@ def _inprocess(r: dict[str, Any]) -> list[str]:
         "## a. In-process: `HookHandler.handle` (parse + validate + evaluate + render)",
         "",
         "| Resources | Body | Runs | Median ms | p99 ms | Cold median ms | Cold p99 ms | JSON ms "
-        "| Parse+validate ms | Resolve ms | Evaluate ms | No-parse ms | Cards | Other CPU |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+        "| Parse+validate ms | Resolve ms | Evaluate ms | No-parse ms | Cards | Other CPU "
+        "| p99/median (control) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for s in r["sizes"]:
         st = s["stages_median_ms"]
@@ -240,7 +241,8 @@ def _inprocess(r: dict[str, Any]) -> list[str]:
             f"| {s['median_ms']:.2f} | {s['p99_ms']:.2f} | {cold['median_ms']:.2f} "
             f"| {cold['p99_ms']:.2f} | {st['json']:.2f} | {st['parse']:.2f} "
             f"| {st['resolve']:.2f} | {st['evaluate']:.2f} | {st['no_parse']:.2f} "
-            f"| {', '.join(s['cards']) or 'none'} | {s.get('other_cpu_cores', 0):.2f} |"
+            f"| {', '.join(s['cards']) or 'none'} | {s.get('other_cpu_cores', 0):.2f} "
+            f"| {_tails(s)} |"
         )
     lines += [
         "",
@@ -253,9 +255,19 @@ def _inprocess(r: dict[str, Any]) -> list[str]:
         '"Cold": the same call with every text memo emptied before it (a chart the worker has '
         "never seen); the targets are judged on the slower of the two p99s. "
         "Stages are medians of separate runs on the same body, so they need not add up. "
-        '"Other CPU": cores used by other processes while the size was timed.',
+        '"Other CPU": cores used by other processes while the size was timed. '
+        '"p99/median (control)": the length of the slow calls in typical ones, and in brackets '
+        "the same for a fixed workload of about the call's median duration timed after every "
+        "call: when the two are close, the tail is the machine's, not the call's.",
     ]
     return lines
+
+
+def _tails(size: dict[str, Any]) -> str:
+    """``handle``'s p99/median with the control workload's in brackets (older runs: none)."""
+    if "control" not in size:
+        return "n/a"
+    return f"{size['p99_over_median']:.2f} ({size['control']['p99_over_median']:.2f})"
 
 
 def _http(r: dict[str, Any]) -> list[str]:
