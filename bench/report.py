@@ -257,8 +257,8 @@ def _inprocess(r: dict[str, Any]) -> list[str]:
         "Stages are medians of separate runs on the same body, so they need not add up. "
         '"Other CPU": cores used by other processes while the size was timed. '
         '"p99/median (control)": the length of the slow calls in typical ones, and in brackets '
-        "the same for a fixed workload of about the call's median duration timed after every "
-        "call: when the two are close, the tail is the machine's, not the call's.",
+        "the same for a fixed workload of about the call's median duration, timed as often "
+        "right after the calls: when the two are close, the tail is the machine's, not the call's.",
     ]
     return lines
 
