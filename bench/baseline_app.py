@@ -2,7 +2,7 @@
 
 It answers ``POST /cds-services/<id>`` by parsing the body with ``json.loads`` and returning a
 fixed small JSON document, with no authentication, no validation and no evaluation. It is served
-through ``service.server.serve`` (the function ``epidural-cds serve`` uses), so worker class,
+through ``service.http.server.serve`` (the function ``epidural-cds serve`` uses), so worker class,
 worker count, preload, timeouts and access logging are identical and the ratio
 service/baseline isolates the service's own per-request cost.
 
@@ -36,7 +36,7 @@ def create_app() -> Flask:
 
 
 def main() -> None:
-    from service.server import serve
+    from service.http.server import serve
 
     parser = argparse.ArgumentParser(prog="python -m bench.baseline_app")
     parser.add_argument("--host", default="127.0.0.1")

@@ -22,8 +22,8 @@ from typing import Any
 
 from flask import Flask
 
-from service.app import EXTENSION_KEY, ServiceState, create_app
 from service.cdshooks.handler import HookHandler, HookOutcome, collector_paused
+from service.http.app import EXTENSION_KEY, ServiceState, create_app
 
 
 class ParseOnlyHandler(HookHandler):
@@ -65,7 +65,7 @@ def create_ceiling_app() -> Flask:
 def main() -> None:
     from service.cli import _configure_logging
     from service.config import Settings
-    from service.server import serve
+    from service.http.server import serve
 
     parser = argparse.ArgumentParser(prog="python -m bench.ceiling_app")
     parser.add_argument("--host", default="127.0.0.1")

@@ -1,6 +1,6 @@
 """Benchmark b: the real service over HTTP (production profile, JWT on) against a bare baseline.
 
-Both servers are started with the same gunicorn settings (``service.server.serve``: 2 sync
+Both servers are started with the same gunicorn settings (``service.http.server.serve``: 2 sync
 workers, preload, access log) and get the same request: the 100-resource chart as a full-prefetch
 hook call with a distinct pre-minted bearer token each time (ES384, or RS384 with
 ``--jwt-alg RS384``). A third server, the "ceiling" (:mod:`bench.ceiling_app`), is the service

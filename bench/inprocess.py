@@ -40,7 +40,7 @@ MAX_TRIES = 3
 def _handler() -> Any:
     """The handler as a worker has it: built once, then frozen out of the collector.
 
-    ``epidural-cds serve`` calls ``gc.freeze()`` after building the app (service/server.py);
+    ``epidural-cds serve`` calls ``gc.freeze()`` after building the app (service/http/server.py);
     doing the same here keeps the in-process numbers those of the deployed service.
     """
     import gc

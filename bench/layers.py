@@ -94,8 +94,8 @@ def _variant(name: str) -> Flask:
     """The app of one layer (the environment must already be set for the production profile)."""
     from bench.baseline_app import create_app as baseline_app
     from bench.ceiling_app import create_ceiling_app
-    from service.app import EXTENSION_KEY, ServiceState, create_app
-    from service.trust import ClientTrust, build_trust
+    from service.http.app import EXTENSION_KEY, ServiceState, create_app
+    from service.security.trust import ClientTrust, build_trust
 
     if name == "baseline":
         return baseline_app()
@@ -151,7 +151,7 @@ def measure(requests: int = 600, rounds: int = 5, jwt_alg: str = tokens.ALG) -> 
     client = tokens.create_client(directory, jwt_alg)
     with _production_env(directory, client):
         apps = {name: _variant(name) for name in LAYERS}
-    gc.freeze()  # as service.server.serve does before forking its workers
+    gc.freeze()  # as service.http.server.serve does before forking its workers
     body = charts.body(charts.BENCH_SIZE)
     warmup = 30
     bearer = iter(tokens.mint(client, (requests + warmup) * len(LAYERS) * rounds))

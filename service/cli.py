@@ -286,8 +286,8 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from service.app import create_app
-    from service.server import serve
+    from service.http.app import create_app
+    from service.http.server import serve
 
     if settings.development:
         if args.host not in LOOPBACK and not settings.allow_dev_on_network:

@@ -13,7 +13,7 @@ import pytest
 
 from bench import charts, tokens
 from bench.ceiling_app import create_ceiling_app
-from service.app import create_app
+from service.http.app import create_app
 from tests.support.bench_apps import post_hook
 
 

@@ -25,8 +25,8 @@ from jsonschema import Draft202012Validator
 from jwt.algorithms import ECAlgorithm
 from schemathesis.specs.openapi.definitions import OPENAPI_31
 
-from service.app import create_app
 from service.cdshooks import schemas
+from service.http.app import create_app
 from tests.support.apps import dev_app
 
 DOCUMENT: dict[str, Any] = json.loads(

@@ -1,1 +1,1 @@
-"""Tests of the JWT bearer authentication of CDS clients (``service.auth``, ``service.jwks``)."""
+"""Tests of the JWT bearer authentication of CDS clients (``service.security.auth``, ``.jwks``)."""

@@ -26,8 +26,8 @@ import requests
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from service.auth import ClientAuthenticator, InMemoryReplayGuard, TrustedIssuer
-from service.jwks import JwksCache
+from service.security.auth import ClientAuthenticator, InMemoryReplayGuard, TrustedIssuer
+from service.security.jwks import JwksCache
 
 DATA = Path(__file__).resolve().parent / "data"
 SANDBOX_JWKS_FILE = DATA / "cds-hooks-sandbox-jwks.json"

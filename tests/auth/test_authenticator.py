@@ -17,15 +17,15 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from service.auth import (
+from service.errors import ServiceError
+from service.security.auth import (
     AuthFailure,
     ClientAuthenticator,
     InMemoryReplayGuard,
     TrustedIssuer,
     VerifiedClient,
 )
-from service.errors import ServiceError
-from service.jwks import JwksCache, find_key
+from service.security.jwks import JwksCache, find_key
 from tests.auth.conftest import (
     AUD,
     DROP,

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import requests
 
-from service.auth import AuthFailure
-from service.jwks import DEFAULT_MAX_BYTES, JwksCache, find_key, validate_jwks
+from service.security.failures import AuthFailure
+from service.security.jwks import DEFAULT_MAX_BYTES, JwksCache, find_key, validate_jwks
 from tests.auth.conftest import FakeClock, JwksServer, Signer
 
 

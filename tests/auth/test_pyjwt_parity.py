@@ -1,10 +1,10 @@
 """The one-pass authenticator decides exactly as the PyJWT pipeline it replaced.
 
-:class:`service.auth.ClientAuthenticator` parses each token once and checks the claims PyJWT used
-to check itself, so that the signature check is nearly the whole cost of a call. These tests hold
-it to its predecessor, on generated tokens:
+:class:`service.security.auth.ClientAuthenticator` parses each token once and checks the claims
+PyJWT used to check itself, so that the signature check is nearly the whole cost of a call. These
+tests hold it to its predecessor, on generated tokens:
 
-* :func:`service.auth._parse` (PyJWT's ``decode_complete`` with the signature check deferred)
+* :func:`service.security.auth._parse` (PyJWT's ``decode_complete``, signature check deferred)
   fails exactly when PyJWT's loader (``PyJWS._load`` plus ``_validate_headers``) fails or the
   payload is unencoded, and otherwise yields the same header, payload, signing input and
   signature;
@@ -33,7 +33,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from jwt.api_jws import PyJWS
 
-from service.auth import (
+from service.security.auth import (
     _KEY_REQUIREMENTS,
     _REQUIRED_CLAIMS,
     AuthFailure,
@@ -44,7 +44,7 @@ from service.auth import (
     _parse,
     _reason_for,
 )
-from service.jwks import JwksCache, find_key
+from service.security.jwks import JwksCache, find_key
 from tests.auth.conftest import (
     AUD,
     ISS_JKU,
@@ -57,7 +57,7 @@ from tests.auth.conftest import (
     b64url,
 )
 
-log = logging.getLogger("service.auth")
+log = logging.getLogger("service.security.auth")
 
 # -- the oracle: the PyJWT pipeline this module used before ----------------------------------------
 

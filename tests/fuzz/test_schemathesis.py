@@ -38,8 +38,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from service.app import EXTENSION_KEY, ServiceState
 from service.fhir.timeshift import shift_times
+from service.http.app import EXTENSION_KEY, ServiceState
 from tests.protocol.conftest import (
     EXAMPLE_DIRS,
     delta_to_present,

@@ -24,8 +24,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from service.app import EXTENSION_KEY, ServiceState
 from service.fhir.local_search import build_prefetch, bundle_resources
+from service.http.app import EXTENSION_KEY, ServiceState
 from tests.support.apps import dev_app
 from tests.support.recording_fhir import RecordingFhirServer
 

@@ -26,9 +26,9 @@ import pytest
 from flask import Flask, request
 from flask.testing import FlaskClient
 
-import service.trust
-from service.app import create_app
-from service.jwks import JwksCache
+import service.security.trust
+from service.http.app import create_app
+from service.security.jwks import JwksCache
 from tests.auth.conftest import DROP, FakeClock, JwksServer, Signer
 from tests.security.conftest import (
     BASE,
@@ -387,7 +387,9 @@ def test_key_rotation_at_the_jku_needs_no_restart(
     # The one fake: the key-set cache's monotonic clock, so the per-URL refetch rate limit
     # (60 s, against kid-guessing floods) can be stepped over without sleeping.
     clock = FakeClock()
-    monkeypatch.setattr(service.trust, "JwksCache", functools.partial(JwksCache, clock=clock))
+    monkeypatch.setattr(
+        service.security.trust, "JwksCache", functools.partial(JwksCache, clock=clock)
+    )
     jwks_server.serve(rsa_signer.public_jwk())
     app = _jku_app(jwks_server, tmp_path)
     assert_cards(_post(app, mint(rsa_signer, ISS_JKU, headers={"jku": jwks_server.url})))

@@ -22,10 +22,15 @@ from typing import Any
 import pytest
 import requests
 
-from service.app import create_app
 from service.cli import main
 from service.errors import ConfigError
-from service.trust import DEV_NOTICE_AUTH_OFF, DEV_NOTICE_SANDBOX, SANDBOX_ISSUER, SANDBOX_JKU
+from service.http.app import create_app
+from service.security.trust import (
+    DEV_NOTICE_AUTH_OFF,
+    DEV_NOTICE_SANDBOX,
+    SANDBOX_ISSUER,
+    SANDBOX_JKU,
+)
 from tests.auth.conftest import SANDBOX_JWKS_FILE, Signer
 from tests.security.conftest import (
     ISS_ES,

@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Flask
 
-from service.app import create_app
+from service.http.app import create_app
 
 
 def dev_app(**settings: Any) -> Flask:

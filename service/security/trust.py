@@ -18,11 +18,11 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator
 
-from service.auth import ClientAuthenticator, ReplayGuard, TrustedIssuer, VerifiedClient
 from service.config import Settings
 from service.errors import ConfigError
 from service.fhir.outbound import OutboundRefused, canonical_server
-from service.jwks import JwksCache
+from service.security.auth import ClientAuthenticator, ReplayGuard, TrustedIssuer, VerifiedClient
+from service.security.jwks import JwksCache
 
 SANDBOX_ISSUER = "https://sandbox.cds-hooks.org"
 SANDBOX_JKU = "https://sandbox.cds-hooks.org/.well-known/jwks.json"

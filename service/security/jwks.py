@@ -2,7 +2,8 @@
 
 CDS Hooks 2.0 (§Trusting CDS Clients) lets a client name the URL of its key set in the JWT header
 (``jku``) and rotate keys there. That URL is attacker-chosen input until it has been matched against
-the issuer's allowlist (done by :mod:`service.auth` *before* this module is ever asked), and even an
+the issuer's allowlist (done by :mod:`service.security.auth` *before* this module is ever
+asked), and even an
 allowlisted URL must not become a lever against us. So this module:
 
 * fetches with short connect/read timeouts, an overall deadline, no redirects (a redirect would
@@ -24,7 +25,7 @@ allowlisted URL must not become a lever against us. So this module:
   which is exactly when they may have changed.
 
 It never sees tokens, so it cannot log them. Failures raise
-:class:`service.auth.AuthFailure` with reason ``"jwks_unavailable"``.
+:class:`service.security.failures.AuthFailure` with reason ``"jwks_unavailable"``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 import requests
+
+from service.security.failures import AuthFailure
 
 log = logging.getLogger(__name__)
 
@@ -157,9 +160,6 @@ def validate_jwks(document: Any) -> dict[str, Any]:
 
 
 def _unavailable() -> Exception:
-    # Imported here: service.auth imports this module for JwksCache.
-    from service.auth import AuthFailure
-
     return AuthFailure("jwks_unavailable")
 
 
@@ -184,8 +184,8 @@ class JwksCache:
     """A per-URL, rate-limited cache of fetched JWK Sets; safe to share between threads.
 
     One instance is meant to live for the whole process (created next to the
-    :class:`service.auth.ClientAuthenticator`). ``clock`` is a monotonic clock and is injectable
-    so tests can step through the rate limit without sleeping.
+    :class:`service.security.auth.ClientAuthenticator`). ``clock`` is a monotonic clock and is
+    injectable so tests can step through the rate limit without sleeping.
     """
 
     def __init__(

@@ -24,15 +24,15 @@ from flask_cors import CORS
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from service import content as content_module
-from service.auth import AuthFailure
 from service.cdshooks import discovery
 from service.cdshooks.handler import HookHandler
 from service.cdshooks.outcome import FHIR_JSON, operation_outcome
 from service.config import Settings
 from service.content import Content
 from service.errors import ConfigError, PayloadTooLarge, ServiceError, UnsupportedMediaType
+from service.security.failures import AuthFailure
+from service.security.trust import ClientTrust, build_trust
 from service.store import SqlReplayGuard, create_store_engine, default_database_url, migrate
-from service.trust import ClientTrust, build_trust
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,8 @@ How it stays cheap (the signature check should be nearly the whole cost of a cal
   The header, the payload and the signature then come from that one parse; PyJWT used to parse
   each token three times.
 * Key objects are built once per key set and ``(kid, alg)``, not once per call: out-of-band key
-  sets when the authenticator is built, fetched ones once per fetch (:class:`service.jwks.KeySet`).
+  sets when the authenticator is built, fetched ones once per fetch
+  (:class:`service.security.jwks.KeySet`).
   The signature is verified with PyJWT's own algorithm object (``Algorithm.verify``), on the key
   PyJWT's ``PyJWK`` built and ``prepare_key`` accepted, after the same minimum-key-length check.
 * The claim checks PyJWT made for us (required claims, ``iss``, ``aud``, ``sub`` and ``jti``
@@ -59,8 +60,8 @@ from typing import Any, Protocol
 import jwt
 from jwt.algorithms import Algorithm
 
-from service.errors import ServiceError
-from service.jwks import FoundKey, JwksCache, KeySet, validate_jwks
+from service.security.failures import AuthFailure
+from service.security.jwks import FoundKey, JwksCache, KeySet, validate_jwks
 
 log = logging.getLogger(__name__)
 
@@ -132,26 +133,6 @@ class VerifiedClient:
     tenant: str | None
     kid: str
     expires_at: float
-
-
-class AuthFailure(ServiceError):
-    """A CDS client could not be authenticated: HTTP 401, with no detail for the caller.
-
-    ``reason`` is a short machine-readable code for logs and metrics (``alg_not_allowed``,
-    ``unknown_issuer``, ``bad_signature``...). Neither the reason nor the message ever contains the
-    token. It derives from :class:`ServiceError`, so the HTTP layer's existing mapping produces the
-    401 with a generic message. The reason stays in ``str()`` for logs, not in ``message``.
-    """
-
-    status = 401
-    issue_code = "login"
-
-    def __init__(self, reason: str) -> None:
-        super().__init__("authentication failed")
-        self.reason = reason
-
-    def __str__(self) -> str:
-        return f"authentication failed: {self.reason}"
 
 
 class ReplayGuard(Protocol):
