@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
 from service.store import MIGRATIONS_DIR, create_store_engine, default_database_url
-from tests.store.conftest import fresh_database_url
+from tests.support.postgres import PostgresServer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,7 +67,9 @@ def test_migrate_creates_the_schema_once_and_is_then_a_no_op(
         env = {"EPIDURAL_CDS_DATA_DIR": str(data_dir)}
         url = default_database_url(data_dir)
     else:
-        url = fresh_database_url(request, backend, tmp_path)
+        # Its own name: the store tests' database counter lives in their conftest module.
+        server: PostgresServer = request.getfixturevalue("postgres")
+        url = server.create_database(f"migrate_command_{uuid.uuid4().hex[:12]}")
         env = {"EPIDURAL_CDS_DATABASE_URL": url, "EPIDURAL_CDS_DATA_DIR": str(data_dir)}
     first = migrate(env)
     assert first.returncode == 0, first.stderr
