@@ -233,6 +233,12 @@ def test_migration_job_runs_migrate_with_the_service_image(
     )
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
     assert job["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
+    # Applied alone first (docs/deployment.md), so it may reference nothing else of the overlay.
+    assert "serviceAccountName" not in job["spec"]["template"]["spec"]
+    assert "envFrom" not in migrate
+    assert all("emptyDir" in v for v in job["spec"]["template"]["spec"]["volumes"])
+    for env in migrate["env"]:
+        assert env["valueFrom"]["secretKeyRef"]["name"] == "epidural-cds-database"
     assert migrate["securityContext"]["readOnlyRootFilesystem"] is True
     assert job["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
 
