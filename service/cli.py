@@ -4,7 +4,9 @@
 the code path of a hook call on a request file (or a FHIR Bundle plus ``--patient``) so an
 informaticist can see the cards without an EHR; ``check-content`` validates ``cards/`` and reports
 every problem by file and JSON path; ``import-valueset`` adds a VSAC expansion to a concept's code
-list; ``rule-book`` renders the whole clinical content as one document for clinical reviewers.
+list; ``rule-book`` renders the whole clinical content as one document for clinical reviewers;
+``migrate`` brings the store to the current schema (the Kubernetes migration Job);
+``config-reference`` writes the configuration reference from the settings table.
 """
 
 from __future__ import annotations
@@ -105,6 +107,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     book.add_argument("--output", type=Path, help="write to FILE (default: standard output)")
     book.add_argument("--dir", type=Path, help="content directory (default: the shipped one)")
+
+    reference = commands.add_parser(
+        "config-reference",
+        help="print the configuration reference (docs/configuration.md) generated from the code",
+    )
+    reference.add_argument("--output", type=Path, help="write the reference to FILE instead")
+    reference.add_argument(
+        "--readme", type=Path, help="also regenerate the settings table in this README"
+    )
+
+    commands.add_parser(
+        "migrate",
+        help="bring the store (EPIDURAL_CDS_DATABASE_URL, else SQLite in the data directory) "
+        "to the current schema, then exit",
+    )
     return parser
 
 
@@ -282,6 +299,55 @@ def _rule_book(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _config_reference(args: argparse.Namespace) -> int:
+    from service import configref
+
+    text = configref.reference()
+    try:
+        if args.readme is not None:
+            readme = args.readme.read_text(encoding="utf-8")
+            args.readme.write_text(configref.with_table(readme), encoding="utf-8")
+            print(f"settings table in {args.readme} regenerated", file=sys.stderr)
+        if args.output is None:
+            sys.stdout.write(text)
+        else:
+            args.output.write_text(text, encoding="utf-8")
+            print(f"configuration reference written to {args.output}", file=sys.stderr)
+    except OSError as exc:
+        print(f"epidural-cds: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def _migrate(settings: Settings) -> int:
+    """Run the store's Alembic migrations once, as a deployment step before new replicas start.
+
+    The service also migrates at startup (under a lock, so this is never required); a separate
+    step lets an upgrade fail on its own, before any replica of the new version takes traffic.
+    """
+    from sqlalchemy import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from service.store import create_store_engine, default_database_url, migrate
+
+    url = settings.database_url
+    if url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        url = default_database_url(settings.data_dir)
+    where = make_url(url).render_as_string(hide_password=True)
+    engine = create_store_engine(url)
+    try:
+        migrate(engine)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        print(f"epidural-cds: migrating the store at {where} failed: {reason}", file=sys.stderr)
+        return EXIT_ERROR
+    finally:
+        engine.dispose()
+    print(f"store at {where}: schema is current", file=sys.stderr)
+    return EXIT_OK
+
+
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
@@ -322,6 +388,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _import_valueset(args)
         if args.command == "rule-book":
             return _rule_book(args)
+        if args.command == "config-reference":
+            return _config_reference(args)
+        if args.command == "migrate":
+            return _migrate(settings)
         return _check_content(args)
     except ContentError as exc:
         print("epidural-cds: the clinical content is invalid:", file=sys.stderr)
