@@ -67,6 +67,7 @@ REQUIRED_CONCEPTS = (
     "hba1c",
     "esi_region_cervical_thoracic",
     "esi_region_lumbar_sacral",
+    "negative_value",
     *clinical_findings.FINDING_CONCEPTS,
 )
 # Card patterns the rules can produce, by indicator section of rules.yaml.

@@ -143,6 +143,9 @@ class _Detail:
         facts = [self.p["puncture"].format(time=self.when(episode.punctured))]
         if episode.removed is not None:
             facts.append(self.p["removed"].format(time=self.when(episode.removed)))
+        elif episode.presumed_until is not None:
+            until = self.when(When.at(episode.presumed_until))
+            facts.append(self.p["removal_not_recorded"].format(time=until))
         elif episode.catheter_in_situ:
             facts.append(self.p["in_situ"])
         if episode.last_local_anaesthetic is not None and episode.procedure_class == model.CATHETER:
