@@ -167,17 +167,21 @@ def condition(
     side: str | None = None,
     site_text: str | None = None,
     verification: str | None = "confirmed",
-    clinical: str = "active",
+    clinical: str | None = "active",
     note: str | None = None,
+    abated: datetime | str | None = None,
 ) -> dict[str, Any]:
-    """A Condition (symptom/finding/diagnosis)."""
+    """A Condition (symptom/finding/diagnosis); ``clinical=None`` leaves out clinicalStatus."""
     resource: dict[str, Any] = {
         "resourceType": "Condition",
         "id": _id("cond", id),
         "subject": {"reference": f"Patient/{PATIENT_ID}"},
-        "clinicalStatus": {"coding": [{"system": CLINICAL, "code": clinical}]},
         "code": codeable(code, system, text=text, display=display),
     }
+    if clinical is not None:
+        resource["clinicalStatus"] = {"coding": [{"system": CLINICAL, "code": clinical}]}
+    if abated is not None:
+        resource["abatementDateTime"] = iso(abated)
     if verification is not None:
         resource["verificationStatus"] = {
             "coding": [{"system": VERIFICATION, "code": verification}]
