@@ -338,8 +338,8 @@ def render_card(
             for code, display in wording.override_reasons
         ],
     }
-    suggestion_keys = list(
-        dict.fromkeys(k for p in plan.patterns for k in wording.cards[p].suggestions)
+    suggestion_keys = content.imaging.suggestion_keys(
+        plan, (k for p in plan.patterns for k in wording.cards[p].suggestions)
     )
     suggestions: list[dict[str, Any]] = []
     if plan.indicator == model.CRITICAL or plan.primary.rule == "R-03":

@@ -106,6 +106,15 @@ def _body_site_laterality(resource: Mapping[str, Any], lexicon: Lexicon) -> str 
     return sides.pop() if len(sides) == 1 else None
 
 
+def site_texts(resource: Mapping[str, Any]) -> tuple[str, ...]:
+    """Every text of ``bodySite`` (a list on Condition, one CodeableConcept on Observation)."""
+    sites = list(fields.objects(resource.get("bodySite")))
+    single = fields.mapping(resource.get("bodySite"))
+    if single is not None:
+        sites.append(single)
+    return tuple(t for site in sites for t in fields.concept_texts(site))
+
+
 def _combine(*sides: str | None) -> str | None:
     present = {s for s in sides if s}
     if "bilateral" in present or {"left", "right"} <= present:
@@ -188,6 +197,7 @@ def from_condition(resource: Mapping[str, Any], lexicon: Lexicon, now: datetime)
     ref = fields.ref_of(resource)
     documented = _documented(resource, _CONDITION_TIMES)
     resolved = _resolved(resource, now)
+    sites = site_texts(resource)
     return [
         Finding(
             concept=concept,
@@ -200,6 +210,7 @@ def from_condition(resource: Mapping[str, Any], lexicon: Lexicon, now: datetime)
             documented=documented,
             condition=True,
             resolved=resolved,
+            sites=sites,
         )
         for concept, implied, label in found
     ]
@@ -329,13 +340,7 @@ def from_observation(
         if q is None:
             return [], []
         when, _known = _onset(resource, _OBSERVATION_TIMES, now)
-        sites = [
-            t
-            for site in fields.objects(resource.get("bodySite"))
-            for t in fields.concept_texts(site)
-        ]
-        single = fields.mapping(resource.get("bodySite"))  # R4 has one bodySite, not a list
-        sites += fields.concept_texts(single)
+        sites = site_texts(resource)
         leg = bool(sites) and names_any(sites, settings.lower_limb_words)
         return [], [PainScore(when, q[0], fields.ref_of(resource), lower_limb=leg)]
     for name in MEASURED_CONCEPTS:
@@ -379,6 +384,7 @@ def from_observation(
     site = _body_site_laterality(resource, lexicon)
     text_side = lexicon.text.laterality_of(" ".join(fields.concept_texts(code)))
     documented = _documented(resource, _OBSERVATION_TIMES)
+    sites = site_texts(resource)
     return [
         Finding(
             concept=concept,
@@ -389,6 +395,7 @@ def from_observation(
             from_text=from_text,
             time_known=known,
             documented=documented,
+            sites=sites,
         )
         for concept, implied, label in found
     ], []

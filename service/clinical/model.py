@@ -58,6 +58,8 @@ class Finding:
     Cards say "documented 5 h ago" from it (clinical-spec §3.5); :meth:`documented_hours_ago`."""
     condition: bool = False
     """Whether the finding comes from a Condition (only Conditions can be baseline, §3.1)."""
+    sites: tuple[str, ...] = ()
+    """Texts of the record's ``bodySite`` (which limb: pain-score site, MRI region)."""
     resolved: When | None = None
     """When a Condition stopped: its ``abatement[x]``, or ``When.unknown`` when it is marked
     resolved/inactive/remission without a date. ``None`` while it is active (§3.5)."""
