@@ -120,3 +120,35 @@ def test_a_recorded_diagnosis_alone_offers_no_mri(content: Content) -> None:
 )
 def test_upper_limb_words_match_whole_words(content: Content, text: str, arm: bool) -> None:
     assert names_any([text], content.settings.upper_limb_words) is arm
+
+
+def test_the_cervical_esi_example_offers_the_cervical_and_thoracic_mri(content: Content) -> None:
+    # fhir_examples/i12k: its expected card is the same as before; what changed is the MRI.
+    import json
+    from datetime import datetime
+    from pathlib import Path
+
+    from service.engine import evaluate
+    from service.fhir.local_search import bundle_resources
+    from service.fhir.record import PatientRecord
+    from service.render import RenderContext
+    from tests.clinical.conftest import USER, counter_ids
+
+    example = Path(__file__).resolve().parents[2] / "fhir_examples"
+    example = example / "i12k-cervical-esi-arm-and-leg-weakness"
+    bundle = json.loads((example / "bundle.json").read_text(encoding="utf-8"))
+    scenario = json.loads((example / "scenario.json").read_text(encoding="utf-8"))
+    now, patient = datetime.fromisoformat(scenario["now"]), scenario["patientId"]
+    record = PatientRecord.from_resources(patient, bundle_resources(bundle))
+    ctx = RenderContext(patient, USER, None, now, new_id=counter_ids())
+    (card,) = evaluate(record, content, ctx)
+    assert card["indicator"] == "critical"
+    assert mri_keys(content, card) == ["mri_whole_spine"]
+    codes = {
+        c["code"]
+        for s in card["suggestions"]
+        for a in s["actions"]
+        for c in a["resource"].get("code", {}).get("coding", [])
+    }
+    assert "30854-4" in codes  # MR cervical and thoracic and lumbar spine WO contrast
+    assert not codes & {"72148", "30679-5"}  # no lumbar-only study
