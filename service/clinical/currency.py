@@ -58,8 +58,9 @@ class Currency:
     def any(self, findings: Iterable[Finding], window_end: datetime | None) -> bool:
         """Whether a pattern's evidence holds at least one current finding.
 
-        A pattern made of several findings (fever with back pain, retention with a leg
-        deficit) still stands on older context, but it is shown only while one of its findings
-        is current.
+        A pattern made of several findings (retention with a leg deficit) still stands on
+        older context, but it is shown only while one of its findings is current. Where one
+        part is the trigger (the infection signs of R-02, the deficit of an abscess with a
+        deficit), the rule passes only that part.
         """
         return any(self.current(f, window_end) for f in findings)

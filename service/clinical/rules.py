@@ -149,7 +149,8 @@ def red_flags(
     abscess_window = settings.abscess_window
     deficits = s.select(findings.of(*DEFICITS), after_block=True, length=abscess_window)
     infection = s.select(findings.of(*INFECTION), after_block=False, length=abscess_window)
-    if deficits and infection and cur.any(deficits + infection, punct + abscess_window):
+    # The new deficit must be current; the infection signs may be older (inside the window).
+    if deficits and infection and cur.any(deficits, punct + abscess_window):
         out.append(_match("abscess_deficit", "R-01", critical, episode, deficits + infection))
 
     if episode.procedure_class == model.ESI:
@@ -191,11 +192,13 @@ def possible_abscess(
     if not infection:
         return []
     local = s.select(findings.of(*LOCAL_SIGNS), after_block=False, length=settings.abscess_window)
-    if local and cur.any(infection + local, ends):
+    # The infection signs must be current: a fever long gone does not turn persisting back pain
+    # into a possible abscess. Back pain or site signs may be older (inside the window).
+    if not cur.any(infection, ends):
+        return []
+    if local:
         return [_match("abscess", "R-02", model.CRITICAL, episode, infection + local)]
-    if cur.any(infection, ends):
-        return [_match("fever_after_epidural", "R-02", model.WARNING, episode, infection)]
-    return []
+    return [_match("fever_after_epidural", "R-02", model.WARNING, episode, infection)]
 
 
 def dense_block_during_infusion(

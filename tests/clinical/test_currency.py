@@ -170,3 +170,19 @@ def test_documented_is_the_later_of_onset_and_record(content: Content) -> None:
     assert finding.when == When.at(h(2))
     assert finding.documented == When.at(h(5))
     assert finding.documented_hours_ago(h(10)) == pytest.approx(5.0)
+
+
+def test_a_fever_long_gone_does_not_make_lasting_back_pain_an_abscess(content: Content) -> None:
+    # R-02's trigger is the infection sign: it must be current, the back pain may be older.
+    from tests.clinical.conftest import LOW_BACK_PAIN
+
+    resources = [*esi(), temperature(38.6, d(2), id="t"), condition(LOW_BACK_PAIN, onset=d(1))]
+    assert "abscess" in all_patterns(content, resources, d(3))
+    assert all_patterns(content, resources, d(40)) == set()
+
+
+def test_a_new_deficit_with_an_older_fever_is_still_an_abscess_pattern(content: Content) -> None:
+    # The deficit is current; the fever five days before it still counts (inside 60 days).
+    weak = condition(WEAKNESS, onset=d(20), side="left")
+    resources = [*esi(), temperature(38.6, d(15), id="t"), weak]
+    assert "abscess_deficit" in all_patterns(content, resources, d(20) + timedelta(hours=1))
