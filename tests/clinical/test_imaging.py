@@ -7,21 +7,30 @@ lumbar MRI only, and a card with two patterns offered two MRI orders as if both 
 
 from __future__ import annotations
 
+import json
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from service.clinical.limbs import names_any
 from service.content import Content
+from service.engine import evaluate
+from service.fhir.local_search import bundle_resources
+from service.fhir.record import PatientRecord
+from service.render import RenderContext
 from tests.clinical.conftest import (
     CAUDA_EQUINA,
     CPT,
     FAECAL_INCONTINENCE,
     LOW_BACK_PAIN,
     SNOMED,
+    USER,
     WEAKNESS,
     cards_of,
     condition,
+    counter_ids,
     d,
     h,
     procedure,
@@ -124,16 +133,6 @@ def test_upper_limb_words_match_whole_words(content: Content, text: str, arm: bo
 
 def test_the_cervical_esi_example_offers_the_cervical_and_thoracic_mri(content: Content) -> None:
     # fhir_examples/i12k: its expected card is the same as before; what changed is the MRI.
-    import json
-    from datetime import datetime
-    from pathlib import Path
-
-    from service.engine import evaluate
-    from service.fhir.local_search import bundle_resources
-    from service.fhir.record import PatientRecord
-    from service.render import RenderContext
-    from tests.clinical.conftest import USER, counter_ids
-
     example = Path(__file__).resolve().parents[2] / "fhir_examples"
     example = example / "i12k-cervical-esi-arm-and-leg-weakness"
     bundle = json.loads((example / "bundle.json").read_text(encoding="utf-8"))
