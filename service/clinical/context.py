@@ -43,15 +43,20 @@ class _Term:
     persists: bool = False  # "unchanged", "ongoing": the finding before it is present
     stop: bool = False  # a termination term or a pseudo-trigger
     subject: bool = False  # a stop only right after a comma (or another `new_subject.after`)
+    # Derived once at content load (the hot loop reads plain attributes):
+    size: int = 0
+    looks_back: bool = False
+    spans_list: bool = False  # a post-trigger starting with ":" or "-" labels a whole list
 
-    @property
-    def spans_list(self) -> bool:
-        """A post-trigger that starts with ":" or "-" labels a whole list before it."""
-        return self.looks_back and len(self.phrase) > 1 and self.phrase[0] in _LIST_MARKS
-
-    @property
-    def looks_back(self) -> bool:
-        return self.post is not None or self.persists
+    def finished(self) -> _Term:
+        """This term with its derived fields filled in."""
+        back = self.post is not None or self.persists
+        return replace(
+            self,
+            size=len(self.phrase),
+            looks_back=back,
+            spans_list=back and len(self.phrase) > 1 and self.phrase[0] in _LIST_MARKS,
+        )
 
 
 def conflicts(spec: Mapping[str, Any], tokenise: Callable[[str], list[str]]) -> list[str]:
@@ -140,7 +145,7 @@ class ContextRules:
             add(text, stop=True, subject=True)
         by_first: dict[str, list[_Term]] = {}
         for term in terms.values():
-            by_first.setdefault(term.phrase[0], []).append(term)
+            by_first.setdefault(term.phrase[0], []).append(term.finished())
         return cls(
             language=language,
             precedence=tuple(spec["classes"]),
@@ -163,8 +168,8 @@ class ContextRules:
         """
         covered = {i for start, end in targets for i in range(start, end)}
         found = self._terms(tokens, covered)
-        if not found:
-            return [AFFIRMED] * len(targets)
+        if not any(f.term.pre or f.term.looks_back for f in found):
+            return [AFFIRMED] * len(targets)  # the common case: a plain statement
         # words_before[i]: how many words (not punctuation) come before token i.
         words_before = [0]
         for token in tokens:
@@ -206,24 +211,25 @@ class ContextRules:
         found: list[_Found] = []
         by_first = self._by_first
         count = len(tokens)
-        i = 0
-        while i < count:
-            candidates = by_first.get(tokens[i]) if i not in covered else None
-            matched = None
-            for term in candidates or ():
-                end = i + len(term.phrase)
-                if (
-                    end <= count
-                    and tuple(tokens[i:end]) == term.phrase
-                    and not any(j in covered for j in range(i, end))
-                    and (not term.spans_list or end == count or tokens[end] in self.clause_breaks)
-                    and (not term.subject or (i > 0 and tokens[i - 1] in self.subject_after))
+        free_from = 0  # the longest term found so far ends here; no overlapping terms
+        for i, token in enumerate(tokens):
+            candidates = by_first.get(token)
+            if candidates is None or i < free_from or i in covered:
+                continue
+            for term in candidates:
+                end = i + term.size
+                if end > count:
+                    continue
+                if term.size > 1 and (
+                    tuple(tokens[i:end]) != term.phrase
+                    or any(j in covered for j in range(i + 1, end))
                 ):
-                    matched = _Found(i, end, term)
-                    break
-            if matched is None:
-                i += 1
-            else:
-                found.append(matched)
-                i = matched.end
+                    continue
+                if term.spans_list and end < count and tokens[end] not in self.clause_breaks:
+                    continue
+                if term.subject and (i == 0 or tokens[i - 1] not in self.subject_after):
+                    continue
+                found.append(_Found(i, end, term))
+                free_from = end
+                break
         return found

@@ -201,26 +201,26 @@ class TextMatcher:
         if not spans:
             return []
         token_set = set(tokens)
-        kept = []
-        for span in spans:
-            needed = self.requires_any.get(span.key)
-            if not needed or needed & token_set:
-                kept.append(span)
+        requires_any = self.requires_any
+        kept = [
+            n
+            for n, span in enumerate(spans)
+            if not (needed := requires_any.get(span.key)) or not needed.isdisjoint(token_set)
+        ]
         if not kept:
             return []
         laterality = self._laterality(tokens)
         # Every phrase found shields its words from being read as context terms, even one
         # whose required words are missing ("not able to" in "not able to lift the arm").
         assertions = self.context.assert_spans(tokens, [(s.start, s.end) for s in spans])
-        by_span = dict(zip(((s.start, s.end, s.key) for s in spans), assertions, strict=True))
         return [
             TextHit(
-                span.key,
-                " ".join(tokens[span.start : span.end]),
+                spans[n].key,
+                " ".join(tokens[spans[n].start : spans[n].end]),
                 laterality,
-                by_span[(span.start, span.end, span.key)],
+                assertions[n],
             )
-            for span in kept
+            for n in kept
         ]
 
     def _read_procedure_class(self, text: str) -> str | None:
