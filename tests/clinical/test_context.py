@@ -7,6 +7,7 @@ Each test names one behaviour of :mod:`service.clinical.context` on the shipped 
 from __future__ import annotations
 
 import shutil
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +15,12 @@ import pytest
 import yaml
 
 from service import content as content_module
+from service.clinical import findings
 from service.clinical.context import ContextRules, conflicts
 from service.clinical.text import TextMatcher, words
 from service.content import Content
 from service.errors import ContentError
+from tests.clinical.conftest import condition, observation
 
 CARDS = Path(__file__).resolve().parents[2] / "cards"
 
@@ -243,3 +246,38 @@ def test_missing_context_file_refuses_to_load(cards_copy: Path) -> None:
     with pytest.raises(ContentError) as error:
         content_module.load(cards_copy)
     assert ("context.yaml", "$", "file is missing") in error.value.problems
+
+
+# -- every text the service reads goes through the assertion --
+
+NOW = datetime(2026, 3, 11, 10, 0, tzinfo=UTC)
+LOCAL = "http://example.org/local-codes"
+
+
+def _concepts(resources: list[dict[str, Any]], content: Content) -> list[str]:
+    conditions = [r for r in resources if r["resourceType"] == "Condition"]
+    observations = [r for r in resources if r["resourceType"] == "Observation"]
+    found = findings.collect(conditions, observations, content.lexicon, content.settings, NOW)
+    return sorted(f.concept for f in found.findings)
+
+
+def _variants(text: str) -> list[dict[str, Any]]:
+    """One resource per text field: code.text, an uncoded coding.display, note, valueString."""
+    at = NOW - timedelta(hours=2)
+    return [
+        condition(None, text=text, recorded=at),
+        condition("x-1", LOCAL, display=text, recorded=at),
+        condition(None, text="Nursing note", note=text, recorded=at),
+        observation(None, text="Neuro check", effective=at, value_string=text),
+    ]
+
+
+@pytest.mark.parametrize("field", ["code.text", "coding.display", "note.text", "valueString"])
+def test_every_text_field_keeps_only_affirmed_findings(content: Content, field: str) -> None:
+    index = ["code.text", "coding.display", "note.text", "valueString"].index(field)
+    denied = _variants("Pt denies weakness, numbness or retention in legs")[index]
+    history = _variants("History of cauda equina syndrome; mother had back pain")[index]
+    affirmed = _variants("Denies fever but now new weakness in both legs")[index]
+    assert _concepts([denied], content) == []
+    assert _concepts([history], content) == []
+    assert _concepts([affirmed], content) == ["leg_weakness"]
