@@ -11,11 +11,17 @@ are not; termination terms and the sentence end close a scope. The lists are con
 explain to a clinician, and cheap: the terms are indexed by first word at content load, and the
 caller asks only about sentences that contain a finding phrase.
 
-Choices made for safety (a missed red flag is the worst error): a pseudo-trigger ends any scope
-open before it ("denies fever, no change in leg weakness" affirms the weakness), and a post-trigger
-that starts with a word ("resolved", "absent") reaches back only over its own clause, so
-"legs still weak and fever resolved" keeps the weakness affirmed; one that starts with ":" or "-"
-("weakness, numbness: negative") reaches back over a whole list.
+A scope runs across a coordinated list ("denies weakness, numbness or retention" covers all
+three), which is what stops the false alarms; the choices below keep that from hiding a red flag
+(a missed red flag is the worst error):
+
+- a pseudo-trigger ends any scope open before it ("denies fever, no change in leg weakness");
+- a new subject right after a comma or "and" ends it too ("no fever, legs numb");
+- a post-trigger that starts with a word ("resolved", "absent") reaches back only over its own
+  clause, so "legs still weak and fever resolved" keeps the weakness; one that starts with ":"
+  or "-" ("weakness, numbness: negative") reaches back over a whole list, but only at the end of
+  a clause ("Neuro: no weakness" is a colon, then "no");
+- a persisting term after a finding ("unchanged", "ongoing") affirms it whatever covers it.
 """
 
 from __future__ import annotations

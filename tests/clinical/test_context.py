@@ -281,3 +281,65 @@ def test_every_text_field_keeps_only_affirmed_findings(content: Content, field: 
     assert _concepts([denied], content) == []
     assert _concepts([history], content) == []
     assert _concepts([affirmed], content) == ["leg_weakness"]
+
+
+# Every term clinical-spec §3.4 names, with the class (or role) this content gives it.
+SPEC_TERMS = {
+    "pre:negated": [
+        "no",
+        "denies",
+        "denied",
+        "without",
+        "negative for",
+        "free of",
+        "absence of",
+        "not",
+        "never had",
+        "no evidence of",
+        "ruled out",
+    ],
+    "pre:hypothetical": ["rule out", "r/o", "risk of", "if", "should", "watch for", "return if"],
+    "pre:historical": ["history of", "h/o"],
+    "pre:family": ["family history of", "mother had"],
+    "pre:resolved": ["resolved"],
+    "post:negated": ["was denied", ": negative", "- none", "absent", "ruled out"],
+    "post:resolved": ["resolved"],
+    "termination": [
+        "but",
+        "however",
+        "although",
+        "except",
+        "apart from",
+        "reports",
+        "complains of",
+        "presents with",
+        "now",
+        "new",
+    ],
+}
+
+
+@pytest.mark.parametrize("role", list(SPEC_TERMS))
+def test_every_term_the_spec_names_is_in_the_content(role: str) -> None:
+    spec = _spec()
+    if role == "termination":
+        listed = spec["termination"]
+    else:
+        direction, name = role.split(":")
+        listed = spec["classes"][name][direction]
+    assert set(SPEC_TERMS[role]) <= set(listed)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Both legs numb",
+        "Weakness in legs resolved, now new urinary retention",
+        "If fever, return",
+        "Mother had back pain",
+    ],
+)
+def test_a_scope_never_crosses_a_sentence_end(matcher: TextMatcher, text: str) -> None:
+    alone = said(matcher, text)
+    for before in ("Denies fever, headache or back pain.", "History of sciatica;", "Return if!"):
+        assert said(matcher, f"{before} {text}")[-len(alone) :] == alone
