@@ -26,6 +26,7 @@ three), which is what stops the false alarms; the choices below keep that from h
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -180,27 +181,33 @@ class ContextRules:
         words_before = [0]
         for token in tokens:
             words_before.append(words_before[-1] + (token[0].isalnum()))
-        stops = [f for f in found if f.term.stop]
-        breaks = [i for i, t in enumerate(tokens) if t in self.clause_breaks and i not in covered]
+        # next_break[i]: the first clause break at or after token i (len(tokens) if none).
+        count = len(tokens)
+        next_break = [count] * (count + 1)
+        for i in range(count - 1, -1, -1):
+            brk = tokens[i] in self.clause_breaks and i not in covered
+            next_break[i] = i if brk else next_break[i + 1]
+        starts = [f.start for f in found]
         out = []
+        # Each target walks outward from itself to the nearest stop or the end of the window,
+        # so a long sentence costs in proportion to its length, not its length squared.
         for start, end in targets:
             classes: set[str] = set()
-            for f in found:
-                term = f.term
-                if term.pre is not None and f.end <= start:
-                    if words_before[start] - words_before[f.end] >= self.forward_scope_words:
-                        continue
-                    if any(f.end <= s.start and s.end <= start for s in stops):
-                        continue
-                    classes.add(term.pre)
-                elif term.looks_back and f.start >= end:
-                    if words_before[f.start] - words_before[end] >= self.backward_scope_words:
-                        continue
-                    if any(end <= s.start and s.end <= f.start for s in stops):
-                        continue
-                    if not term.spans_list and any(end <= b < f.start for b in breaks):
-                        continue
-                    classes.add(term.post or AFFIRMED)
+            k = bisect_left(starts, start)  # found[:k] lie before the target, found[k:] after
+            for f in reversed(found[:k]):
+                if f.term.stop:
+                    break
+                if words_before[start] - words_before[f.end] >= self.forward_scope_words:
+                    break
+                if f.term.pre is not None:
+                    classes.add(f.term.pre)
+            for f in found[k:]:
+                if f.term.stop:
+                    break
+                if words_before[f.start] - words_before[end] >= self.backward_scope_words:
+                    break
+                if f.term.looks_back and (f.term.spans_list or next_break[end] >= f.start):
+                    classes.add(f.term.post or AFFIRMED)
             if AFFIRMED in classes:
                 out.append(AFFIRMED)  # said to persist: nothing else matters
             else:

@@ -7,12 +7,15 @@ Each test names one behaviour of :mod:`service.clinical.context` on the shipped 
 from __future__ import annotations
 
 import shutil
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from service import content as content_module
 from service.clinical import findings
@@ -343,3 +346,64 @@ def test_a_scope_never_crosses_a_sentence_end(matcher: TextMatcher, text: str) -
     alone = said(matcher, text)
     for before in ("Denies fever, headache or back pain.", "History of sciatica;", "Return if!"):
         assert said(matcher, f"{before} {text}")[-len(alone) :] == alone
+
+
+# -- the outward walk assigns what the definition says --
+
+
+def _by_definition(
+    rules: ContextRules, tokens: list[str], targets: list[tuple[int, int]]
+) -> list[str]:
+    """Every term against every target, the obvious way (quadratic; the engine walks outward)."""
+    covered = {i for s, e in targets for i in range(s, e)}
+    found = rules._terms(tokens, covered)
+    words_before = [0]
+    for token in tokens:
+        words_before.append(words_before[-1] + token[0].isalnum())
+    stops = [f for f in found if f.term.stop]
+    breaks = [i for i, t in enumerate(tokens) if t in rules.clause_breaks and i not in covered]
+    out = []
+    for start, end in targets:
+        classes = set()
+        for f in found:
+            if f.term.pre and f.end <= start:
+                near = words_before[start] - words_before[f.end] < rules.forward_scope_words
+                if near and not any(f.end <= s.start and s.end <= start for s in stops):
+                    classes.add(f.term.pre)
+            elif f.term.looks_back and f.start >= end:
+                near = words_before[f.start] - words_before[end] < rules.backward_scope_words
+                open_ = not any(end <= s.start and s.end <= f.start for s in stops)
+                clause = f.term.spans_list or not any(end <= b < f.start for b in breaks)
+                if near and open_ and clause:
+                    classes.add(f.term.post or "affirmed")
+        if "affirmed" in classes:
+            out.append("affirmed")
+        else:
+            out.append(next((c for c in rules.precedence if c in classes), "affirmed"))
+    return out
+
+
+_TOKENS = [
+    "no", "denies", "history", "of", "h", "o", "if", "resolved", "has", "worn", "off", "but",
+    "now", "new", "change", "in", ",", ":", "-", "none", "negative", "and", "or", "legs",
+    "unchanged", "x", "y", "z", "pt", "mother", "had",
+]  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from([*_TOKENS, "F"]), max_size=40))
+def test_outward_walk_equals_the_definition(matcher: TextMatcher, tokens: list[str]) -> None:
+    targets = [(i, i + 1) for i, t in enumerate(tokens) if t == "F"]
+    tokens = ["weakness" if t == "F" else t for t in tokens]
+    rules = matcher.context
+    assert rules.assert_spans(tokens, targets) == _by_definition(rules, tokens, targets)
+
+
+def test_a_long_run_on_sentence_costs_linear_time(matcher: TextMatcher) -> None:
+    # 100,000 characters with no sentence end: every target against every term would be some
+    # 40 million comparisons (seconds); the outward walk stops at the window or the next stop.
+    text = "no leg weakness but numb legs, " * 3_300
+    started = time.process_time()
+    hits = matcher.find_concepts(text)
+    assert time.process_time() - started < 2.0
+    assert [h.concept for h in hits] == ["leg_numbness"]
