@@ -1,0 +1,421 @@
+"""Why each rule did or did not fire, for the card workbench (docs/workbench.md).
+
+A reviewer looking at a card, or at no card, needs the near misses: the weakness that was only
+on one side, the fever that came a day too early, the dose that was just outside its ASRA
+interval. This module reruns the clinical core's public steps exactly as
+:func:`service.engine.evaluate` does (medications, episodes, findings, rules, answer policy) and,
+for every episode and rule pattern, lists the rule's conditions with every value found and
+whether each one passed. Whether a rule *fired* is never inferred here: it is read from the
+matches that :func:`service.clinical.rules.evaluate` returned, so the explanation cannot claim a
+card the service did not give. The condition lists restate the rules' own windows with the same
+:class:`~service.clinical.scope.Scope` predicates and the content's settings.
+
+Nothing here is on the hook path; the workbench's routes call it after the cards were made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from service.clinical import model as m
+from service.clinical import rules
+from service.clinical.answer import CardPlan
+from service.clinical.findings import Findings
+from service.clinical.model import Episode, Finding, Match
+from service.clinical.scope import Scope
+from service.clinical.settings import ClinicalSettings
+from service.clinical.timing import format_delta
+from service.content import Content
+from service.fhir.record import PatientRecord
+from service.render import format_time
+from service.workbench_analysis import Analysis, dose_intervals
+
+_UNKNOWN = "time not recorded"
+
+
+def when_text(finding: Finding) -> str:
+    """A finding's time as the cards show it."""
+    return format_time(finding.when, _UNKNOWN)
+
+
+def _hours(delta: timedelta) -> str:
+    return format_delta(delta.total_seconds() / 3600.0)
+
+
+@dataclass(frozen=True)
+class Window:
+    """One windowed condition of a rule: new findings of ``concepts``, maybe after the block."""
+
+    text: str
+    concepts: tuple[str, ...]
+    after_block: bool
+    length: Callable[[ClinicalSettings], timedelta]
+    from_reference: bool = False
+    both_sides: bool = False
+
+
+def _finding_line(f: Finding, s: Scope, w: Window, settings: ClinicalSettings) -> dict[str, Any]:
+    checks = {
+        "new": s.new(f),
+        "inWindow": s.by(f, w.length(settings), from_reference=w.from_reference),
+    }
+    if w.after_block:
+        checks["afterBlock"] = s.after_block(f)
+    side = f.laterality or "side not recorded"
+    value = f" {f.value}" if f.value else ""
+    return {
+        "resource": str(f.source),
+        "text": f"{f.label}{value} ({side}), {when_text(f)}",
+        "checks": checks,
+        "passed": all(checks.values()),
+    }
+
+
+def _window(
+    w: Window, ep: Episode, found: Findings, settings: ClinicalSettings, now: datetime
+) -> dict[str, Any]:
+    s = Scope(ep, settings, now, found.findings)
+    lines = [_finding_line(f, s, w, settings) for f in found.of(*w.concepts)]
+    passing = [f for f, line in zip(found.of(*w.concepts), lines, strict=True) if line["passed"]]
+    met = bool(passing)
+    note = ""
+    if met and w.both_sides:
+        both = rules.bilateral(passing, settings.laterality_merge)
+        unknown_ok = (
+            settings.unknown_laterality_weakness_is_red_flag and "leg_weakness" in w.concepts
+        )
+        met = bool(both) or (unknown_ok and any(f.laterality is None for f in passing))
+        note = "both sides affected" if both else "only one side recorded"
+        if not both and met:
+            note = "side not recorded, which counts as a red flag"
+    block = ep.block_ends
+    parts = [w.text.format(window=_hours(w.length(settings)))]
+    if w.after_block:
+        parts.append(
+            f"after the expected block end ({format_time(_at(block), 'infusion running')})"
+        )
+    return {"text": "; ".join(parts), "met": met, "note": note, "found": lines}
+
+
+def _at(moment: datetime | None) -> Any:
+    from service.clinical.timing import When
+
+    return When.at(moment) if moment is not None else None
+
+
+def _plain(text: str, met: bool, note: str = "") -> dict[str, Any]:
+    return {"text": text, "met": met, "note": note, "found": []}
+
+
+WEAKNESS = rules.WEAKNESS
+_WINDOWED: dict[str, tuple[str, tuple[Window, ...]]] = {
+    "hematoma_motor": (
+        "R-01",
+        (
+            Window(
+                "New leg weakness within {window} of the puncture or catheter removal",
+                WEAKNESS,
+                True,
+                lambda s: s.hematoma_window,
+                True,
+                both_sides=True,
+            ),
+        ),
+    ),
+    "hematoma_sensory": (
+        "R-01",
+        (
+            Window(
+                "New numbness of both legs within {window} of the puncture or removal",
+                rules.SENSORY,
+                True,
+                lambda s: s.hematoma_window,
+                True,
+                both_sides=True,
+            ),
+        ),
+    ),
+    "cauda_equina": (
+        "R-01",
+        (
+            Window(
+                "Saddle numbness or incontinence within {window}",
+                ("saddle_anaesthesia", "incontinence"),
+                True,
+                lambda s: s.cauda_equina_window,
+            ),
+            Window(
+                "Urinary retention within {window} (with a leg deficit, or late after the block)",
+                ("urinary_retention",),
+                True,
+                lambda s: s.cauda_equina_window,
+            ),
+            Window(
+                "A leg deficit within {window}",
+                rules.LEG_SYMPTOMS,
+                True,
+                lambda s: s.cauda_equina_window,
+            ),
+        ),
+    ),
+    "abscess_deficit": (
+        "R-01",
+        (
+            Window(
+                "A new neurological or sphincter deficit within {window}",
+                rules.DEFICITS,
+                True,
+                lambda s: s.abscess_window,
+            ),
+            Window(
+                "Fever or raised infection markers within {window}",
+                rules.INFECTION,
+                False,
+                lambda s: s.abscess_window,
+            ),
+        ),
+    ),
+    "recorded_diagnosis": (
+        "R-01",
+        (
+            Window(
+                "A recorded spinal emergency diagnosis within {window}",
+                ("spinal_emergency_diagnosis",),
+                False,
+                lambda s: s.abscess_window,
+            ),
+        ),
+    ),
+    "abscess": (
+        "R-02",
+        (
+            Window(
+                "Fever or raised infection markers within {window} (from 24 h after the puncture)",
+                rules.INFECTION,
+                False,
+                lambda s: s.abscess_window,
+            ),
+            Window(
+                "New back pain or insertion-site signs within {window}",
+                rules.LOCAL_SIGNS,
+                False,
+                lambda s: s.abscess_window,
+            ),
+        ),
+    ),
+    "persisting_symptoms": (
+        "R-05",
+        (
+            Window(
+                "New leg numbness, heaviness, weakness or pain within {window}",
+                rules.PERSISTING,
+                True,
+                lambda s: s.persistence_window,
+            ),
+        ),
+    ),
+}
+
+
+def _antithrombotic(ep: Episode, analysis: Analysis, content: Content) -> list[dict[str, Any]]:
+    """One condition per antithrombotic dose: its gap to the puncture or removal vs ASRA."""
+    out = []
+    for item in dose_intervals(ep, analysis.meds, content):
+        out.append(
+            {
+                "text": item["label"],
+                "met": bool(item["conflict"]),
+                "note": "inside the ASRA interval" if item["conflict"] else "outside it",
+                "found": [
+                    {
+                        "resource": item["resource"],
+                        "text": item["drug"],
+                        "checks": {},
+                        "passed": bool(item["conflict"]),
+                    }
+                ],
+            }
+        )
+    if not out:
+        out.append(
+            _plain(
+                "An anticoagulant or antiplatelet dose around the epidural", False, "none recorded"
+            )
+        )
+    return out
+
+
+def _monitoring(ep: Episode, settings: ClinicalSettings, now: datetime) -> list[dict[str, Any]]:
+    if ep.procedure_class != m.CATHETER:
+        return [_plain("The procedure is an epidural catheter", False, ep.procedure_class)]
+    if ep.catheter_in_situ:
+        return [_plain("The catheter is in place", True)]
+    if ep.removed is None:
+        return [_plain("The catheter is in place or was removed recently", False)]
+    ago = now - ep.removed.latest
+    window = settings.monitoring_after_removal
+    text = f"The catheter was removed less than {_hours(window)} ago (48 h with warfarin)"
+    return [_plain(text, ago <= window, f"removed {_hours(ago)} ago")]
+
+
+def _statement(function: Callable[..., Any]) -> str:
+    """The "When ... then ..." paragraph of a rule's docstring."""
+    doc = function.__doc__ or ""
+    paragraphs = [" ".join(p.split()) for p in doc.split("\n\n")]
+    return next(
+        (p for p in paragraphs if p.startswith("When")), paragraphs[0] if paragraphs else ""
+    )
+
+
+_STATEMENTS: dict[str, Callable[..., Any]] = {
+    "R-01": rules.red_flags,
+    "R-02": rules.possible_abscess,
+    "R-05": rules.persisting_symptoms,
+    "R-07": rules.catheter_monitoring,
+}
+
+
+def _shown(match_patterns: set[str], plans: Sequence[CardPlan]) -> str:
+    for index, plan in enumerate(plans, 1):
+        if match_patterns & set(plan.patterns):
+            return f"card {index} ({plan.indicator})"
+        if match_patterns & {f.pattern for f in plan.folded}:
+            return f"folded into card {index} ({plan.indicator})"
+    return "not shown (the answer policy keeps one clear answer)"
+
+
+def _rule_entry(
+    rule: str,
+    pattern: str,
+    title: str,
+    fired: Iterable[Match],
+    conditions: list[dict[str, Any]],
+    plans: Sequence[CardPlan],
+    statement: str,
+) -> dict[str, Any]:
+    matched = list(fired)
+    entry: dict[str, Any] = {
+        "rule": rule,
+        "pattern": pattern,
+        "title": title,
+        "statement": statement,
+        "fired": bool(matched),
+        "conditions": conditions,
+    }
+    if matched:
+        entry["indicator"] = matched[0].indicator
+        entry["shown"] = _shown({x.pattern for x in matched}, plans)
+        entry["evidence"] = [str(f.source) for x in matched for f in x.evidence]
+    return entry
+
+
+def explain(analysis: Analysis, content: Content, record: PatientRecord) -> dict[str, Any]:
+    """The workbench's "why" panel: per episode, every rule pattern with its conditions."""
+    settings, wording = content.settings, content.wording
+    if not analysis.episodes:
+        procedures = [
+            {
+                "resource": f"Procedure/{p.get('id', '?')}",
+                "status": str(p.get("status", "")),
+                "text": _label(p),
+            }
+            for p in record.of_type("Procedure")
+        ]
+        return {
+            "episodes": [],
+            "summary": (
+                "No epidural or other neuraxial procedure was found, so no rule applies and the "
+                "service returns no card."
+            ),
+            "procedures": procedures,
+        }
+    out: list[dict[str, Any]] = []
+    for ep in analysis.episodes:
+        mine = [x for x in analysis.matches if x.episode == ep]
+        entries = []
+        for pattern, (rule, windows) in _WINDOWED.items():
+            conditions = [
+                _window(w, ep, analysis.findings, settings, analysis.now) for w in windows
+            ]
+            if pattern == "abscess":
+                fired = [x for x in mine if x.pattern in ("abscess", "fever_after_epidural")]
+            else:
+                fired = [x for x in mine if x.pattern == pattern]
+            title = wording.cards[pattern].headline if pattern in wording.cards else pattern
+            entries.append(
+                _rule_entry(
+                    rule,
+                    pattern,
+                    title,
+                    fired,
+                    conditions,
+                    analysis.plans,
+                    _statement(_STATEMENTS[rule]),
+                )
+            )
+        r03 = [x for x in mine if x.rule == "R-03"]
+        entries.append(
+            _rule_entry(
+                "R-03",
+                "antithrombotic_timing",
+                "Anticoagulant timing against ASRA intervals",
+                r03,
+                _antithrombotic(ep, analysis, content),
+                analysis.plans,
+                "When a dose falls inside an ASRA interval around the puncture, the catheter or "
+                "its removal, then raise a warning stating each fact.",
+            )
+        )
+        r07 = [x for x in mine if x.rule == "R-07"]
+        entries.append(
+            _rule_entry(
+                "R-07",
+                "catheter_monitoring",
+                wording.cards["catheter_monitoring"].headline
+                if "catheter_monitoring" in wording.cards
+                else "Catheter monitoring",
+                r07,
+                _monitoring(ep, settings, analysis.now),
+                analysis.plans,
+                _statement(_STATEMENTS["R-07"]),
+            )
+        )
+        covered = {e["pattern"] for e in entries} | {"fever_after_epidural"}
+        for x in mine:
+            if x.pattern in covered or x.rule in ("R-03", "R-07"):
+                continue
+            covered.add(x.pattern)
+            title = wording.cards[x.pattern].headline if x.pattern in wording.cards else x.pattern
+            evidence = [
+                {
+                    "resource": str(f.source),
+                    "text": f"{f.label}, {when_text(f)}",
+                    "checks": {},
+                    "passed": True,
+                }
+                for f in x.evidence
+            ]
+            cond = [{"text": "Evidence the rule used", "met": True, "note": "", "found": evidence}]
+            entries.append(_rule_entry(x.rule, x.pattern, title, [x], cond, analysis.plans, ""))
+        out.append(
+            {
+                "episode": str(ep.source),
+                "label": ep.label,
+                "procedureClass": ep.procedure_class,
+                "entries": entries,
+            }
+        )
+    count = sum(1 for e in out for r in e["entries"] if r["fired"])
+    summary = f"{len(out)} epidural episode(s); {count} rule pattern(s) fired."
+    if not analysis.plans:
+        summary += " No card: no rule's conditions were all met."
+    return {"episodes": out, "summary": summary}
+
+
+def _label(resource: dict[str, Any]) -> str:
+    from service.clinical.fields import label_of
+
+    return label_of(resource.get("code"), "procedure without a code or text")
