@@ -248,7 +248,7 @@ function drawEpisode(t) {
   }
   t.intervals.forEach((interval, i) => {
     const y = laneY("drugs") - 16 + (i % 3) * 10;
-    const g = svg("g", { class: "mark interval", "data-kind": "asra", "data-resource": interval.resource, "data-conflict": interval.conflict });
+    const g = svg("g", { class: "mark interval", "data-kind": "asra", "data-resource": interval.resource, "data-conflict": String(interval.conflict) });
     g.append(svg("title", {}, interval.resource + " — " + interval.label));
     g.append(svg("rect", { x: x(interval.from), y: y - 5, width: Math.max(2, x(interval.requiredTo) - x(interval.from)), height: 10, fill: "#f3d6d4", rx: 2 }));
     g.append(svg("line", { x1: x(interval.from), x2: x(interval.to), y1: y, y2: y, stroke: interval.conflict ? "#b3261e" : "#5b6575", "stroke-width": 3 }));
@@ -299,7 +299,7 @@ function renderWhy(explanation) {
     const section = el("div", { class: "episode" });
     section.append(el("h3", {}, episode.label + " — " + episode.episode + " (" + episode.procedureClass + ")"));
     for (const entry of episode.entries) {
-      const rule = el("div", { class: "rule" + (entry.fired ? " fired" : ""), "data-pattern": entry.pattern, "data-fired": entry.fired });
+      const rule = el("div", { class: "rule" + (entry.fired ? " fired" : ""), "data-pattern": entry.pattern, "data-fired": String(entry.fired) });
       const verdict = entry.fired ? "fired (" + entry.indicator + ") → " + entry.shown : "did not fire";
       rule.append(el("div", {}, el("span", { class: "verdict" }, entry.rule + " " + entry.title + ": " + verdict)));
       if (entry.statement && !stated.has(entry.statement)) rule.append(el("div", { class: "statement" }, entry.statement));
@@ -430,6 +430,8 @@ async function requestFromBundle() {
 async function evaluate() {
   $("problems").hidden = true;
   delete document.body.dataset.evaluated;
+  // A result on screen always belongs to the data last sent: clear the previous one first.
+  for (const id of ["cards", "timeline", "why", "raw-request", "raw-response"]) $(id).replaceChildren();
   setStatus("Working…");
   try {
     const request = state.mode === "fhir" ? await requestFromFhirServer() : await requestFromBundle();
