@@ -108,14 +108,19 @@ def test_s1_shows_the_critical_card_with_mri_and_the_removal_to_dose_interval(
     response = json.loads(page.locator("#raw-response").inner_text())
     assert response["cards"][0]["indicator"] == "critical"
     page.click("button[data-copy=raw-response]")
-    assert page.locator("button[data-copy=raw-response]").inner_text() in (
-        "Copied",
-        "Selected: press Ctrl+C",
+    # The copy handler is asynchronous (the clipboard API): wait for the button to say so.
+    page.wait_for_selector(
+        "button[data-copy=raw-response]:text-matches('^(Copied|Selected: press Ctrl\\+C)$')",
+        timeout=TIMEOUT_MS,
     )
     assert not bp.console_errors
     requested = {re.sub(r"\?.*", "", url) for url in bp.requests}
     assert all(url.startswith(live_app.base_url) or url.startswith("data:") for url in requested)
     shot(bp, "s1-1280x800")
+    for section in ("timeline", "why", "cards"):
+        part = artifact_dir("workbench") / f"s1-{section}.png"
+        page.locator(f"section.{section}").screenshot(path=str(part))
+        assert screenshot_is_not_blank(part)
 
 
 def test_no_epidural_patient_shows_no_card_and_says_so(bp: BrowserPage, live_app: LiveApp) -> None:
