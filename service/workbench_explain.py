@@ -16,208 +16,18 @@ Nothing here is on the hook path; the workbench's routes call it after the cards
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from service.clinical import model as m
 from service.clinical import rules
 from service.clinical.answer import CardPlan
-from service.clinical.findings import Findings
-from service.clinical.model import Episode, Finding, Match
-from service.clinical.scope import Scope
+from service.clinical.model import Episode, Match
 from service.clinical.settings import ClinicalSettings
-from service.clinical.timing import format_delta
 from service.content import Content
 from service.fhir.record import PatientRecord
-from service.render import format_time
 from service.workbench_analysis import Analysis, dose_intervals
-
-_UNKNOWN = "time not recorded"
-
-
-def when_text(finding: Finding) -> str:
-    """A finding's time as the cards show it."""
-    return format_time(finding.when, _UNKNOWN)
-
-
-def _hours(delta: timedelta) -> str:
-    return format_delta(delta.total_seconds() / 3600.0)
-
-
-@dataclass(frozen=True)
-class Window:
-    """One windowed condition of a rule: new findings of ``concepts``, maybe after the block."""
-
-    text: str
-    concepts: tuple[str, ...]
-    after_block: bool
-    length: Callable[[ClinicalSettings], timedelta]
-    from_reference: bool = False
-    both_sides: bool = False
-
-
-def _finding_line(f: Finding, s: Scope, w: Window, settings: ClinicalSettings) -> dict[str, Any]:
-    checks = {
-        "new": s.new(f),
-        "inWindow": s.by(f, w.length(settings), from_reference=w.from_reference),
-    }
-    if w.after_block:
-        checks["afterBlock"] = s.after_block(f)
-    side = f.laterality or "side not recorded"
-    value = f" {f.value}" if f.value else ""
-    return {
-        "resource": str(f.source),
-        "text": f"{f.label}{value} ({side}), {when_text(f)}",
-        "checks": checks,
-        "passed": all(checks.values()),
-    }
-
-
-def _window(
-    w: Window, ep: Episode, found: Findings, settings: ClinicalSettings, now: datetime
-) -> dict[str, Any]:
-    s = Scope(ep, settings, now, found.findings)
-    lines = [_finding_line(f, s, w, settings) for f in found.of(*w.concepts)]
-    passing = [f for f, line in zip(found.of(*w.concepts), lines, strict=True) if line["passed"]]
-    met = bool(passing)
-    note = ""
-    if met and w.both_sides:
-        both = rules.bilateral(passing, settings.laterality_merge)
-        unknown_ok = (
-            settings.unknown_laterality_weakness_is_red_flag and "leg_weakness" in w.concepts
-        )
-        met = bool(both) or (unknown_ok and any(f.laterality is None for f in passing))
-        note = "both sides affected" if both else "only one side recorded"
-        if not both and met:
-            note = "side not recorded, which counts as a red flag"
-    block = ep.block_ends
-    parts = [w.text.format(window=_hours(w.length(settings)))]
-    if w.after_block:
-        parts.append(
-            f"after the expected block end ({format_time(_at(block), 'infusion running')})"
-        )
-    return {"text": "; ".join(parts), "met": met, "note": note, "found": lines}
-
-
-def _at(moment: datetime | None) -> Any:
-    from service.clinical.timing import When
-
-    return When.at(moment) if moment is not None else None
-
-
-def _plain(text: str, met: bool, note: str = "") -> dict[str, Any]:
-    return {"text": text, "met": met, "note": note, "found": []}
-
-
-WEAKNESS = rules.WEAKNESS
-_WINDOWED: dict[str, tuple[str, tuple[Window, ...]]] = {
-    "hematoma_motor": (
-        "R-01",
-        (
-            Window(
-                "New leg weakness within {window} of the puncture or catheter removal",
-                WEAKNESS,
-                True,
-                lambda s: s.hematoma_window,
-                True,
-                both_sides=True,
-            ),
-        ),
-    ),
-    "hematoma_sensory": (
-        "R-01",
-        (
-            Window(
-                "New numbness of both legs within {window} of the puncture or removal",
-                rules.SENSORY,
-                True,
-                lambda s: s.hematoma_window,
-                True,
-                both_sides=True,
-            ),
-        ),
-    ),
-    "cauda_equina": (
-        "R-01",
-        (
-            Window(
-                "Saddle numbness or incontinence within {window}",
-                ("saddle_anaesthesia", "incontinence"),
-                True,
-                lambda s: s.cauda_equina_window,
-            ),
-            Window(
-                "Urinary retention within {window} (with a leg deficit, or late after the block)",
-                ("urinary_retention",),
-                True,
-                lambda s: s.cauda_equina_window,
-            ),
-            Window(
-                "A leg deficit within {window}",
-                rules.LEG_SYMPTOMS,
-                True,
-                lambda s: s.cauda_equina_window,
-            ),
-        ),
-    ),
-    "abscess_deficit": (
-        "R-01",
-        (
-            Window(
-                "A new neurological or sphincter deficit within {window}",
-                rules.DEFICITS,
-                True,
-                lambda s: s.abscess_window,
-            ),
-            Window(
-                "Fever or raised infection markers within {window}",
-                rules.INFECTION,
-                False,
-                lambda s: s.abscess_window,
-            ),
-        ),
-    ),
-    "recorded_diagnosis": (
-        "R-01",
-        (
-            Window(
-                "A recorded spinal emergency diagnosis within {window}",
-                ("spinal_emergency_diagnosis",),
-                False,
-                lambda s: s.abscess_window,
-            ),
-        ),
-    ),
-    "abscess": (
-        "R-02",
-        (
-            Window(
-                "Fever or raised infection markers within {window} (from 24 h after the puncture)",
-                rules.INFECTION,
-                False,
-                lambda s: s.abscess_window,
-            ),
-            Window(
-                "New back pain or insertion-site signs within {window}",
-                rules.LOCAL_SIGNS,
-                False,
-                lambda s: s.abscess_window,
-            ),
-        ),
-    ),
-    "persisting_symptoms": (
-        "R-05",
-        (
-            Window(
-                "New leg numbness, heaviness, weakness or pain within {window}",
-                rules.PERSISTING,
-                True,
-                lambda s: s.persistence_window,
-            ),
-        ),
-    ),
-}
+from service.workbench_conditions import WINDOWED, hours_text, plain, when_text, window
 
 
 def _antithrombotic(ep: Episode, analysis: Analysis, content: Content) -> list[dict[str, Any]]:
@@ -241,7 +51,7 @@ def _antithrombotic(ep: Episode, analysis: Analysis, content: Content) -> list[d
         )
     if not out:
         out.append(
-            _plain(
+            plain(
                 "An anticoagulant or antiplatelet dose around the epidural", False, "none recorded"
             )
         )
@@ -250,15 +60,15 @@ def _antithrombotic(ep: Episode, analysis: Analysis, content: Content) -> list[d
 
 def _monitoring(ep: Episode, settings: ClinicalSettings, now: datetime) -> list[dict[str, Any]]:
     if ep.procedure_class != m.CATHETER:
-        return [_plain("The procedure is an epidural catheter", False, ep.procedure_class)]
+        return [plain("The procedure is an epidural catheter", False, ep.procedure_class)]
     if ep.catheter_in_situ:
-        return [_plain("The catheter is in place", True)]
+        return [plain("The catheter is in place", True)]
     if ep.removed is None:
-        return [_plain("The catheter is in place or was removed recently", False)]
+        return [plain("The catheter is in place or was removed recently", False)]
     ago = now - ep.removed.latest
     window = settings.monitoring_after_removal
-    text = f"The catheter was removed less than {_hours(window)} ago (48 h with warfarin)"
-    return [_plain(text, ago <= window, f"removed {_hours(ago)} ago")]
+    text = f"The catheter was removed less than {hours_text(window)} ago (48 h with warfarin)"
+    return [plain(text, ago <= window, f"removed {hours_text(ago)} ago")]
 
 
 def _statement(function: Callable[..., Any]) -> str:
@@ -336,10 +146,8 @@ def explain(analysis: Analysis, content: Content, record: PatientRecord) -> dict
     for ep in analysis.episodes:
         mine = [x for x in analysis.matches if x.episode == ep]
         entries = []
-        for pattern, (rule, windows) in _WINDOWED.items():
-            conditions = [
-                _window(w, ep, analysis.findings, settings, analysis.now) for w in windows
-            ]
+        for pattern, (rule, windows) in WINDOWED.items():
+            conditions = [window(w, ep, analysis.findings, settings, analysis.now) for w in windows]
             if pattern == "abscess":
                 fired = [x for x in mine if x.pattern in ("abscess", "fever_after_epidural")]
             else:

@@ -322,3 +322,27 @@ def test_evaluation_time_is_reported_in_utc_when_left_empty(app: Flask) -> None:
     before = datetime.now(UTC)
     body = app.test_client().post("/workbench/api/evaluate", json={"request": request}).get_json()
     assert datetime.fromisoformat(body["now"]) >= before
+
+
+def test_fever_before_24_hours_is_a_near_miss_of_the_abscess_rule(app: Flask) -> None:
+    bundle = copy.deepcopy(load_bundle(S1))
+    for entry in bundle["entry"]:
+        if entry["resource"]["id"] == "s1-obs-temp":
+            entry["resource"]["valueQuantity"]["value"] = 38.9
+            entry["resource"]["effectiveDateTime"] = "2026-03-09T20:00:00+00:00"  # puncture + 12 h
+    body = (
+        app.test_client()
+        .post(
+            "/workbench/api/evaluate",
+            json={"request": _request_for(app, bundle), "now": load_scenario(S1)["now"]},
+        )
+        .get_json()
+    )
+    entries = {e["pattern"]: e for e in body["explanation"]["episodes"][0]["entries"]}
+    abscess = entries["abscess"]
+    assert abscess["fired"] is False
+    fever = abscess["conditions"][0]
+    assert fever["met"] is False
+    (found,) = fever["found"]
+    assert found["resource"] == "Observation/s1-obs-temp"
+    assert found["checks"] == {"new": True, "inWindow": True, "lateEnough": False}
