@@ -131,6 +131,7 @@ def explain(analysis: Analysis, content: Content, record: PatientRecord) -> dict
                 "resource": f"Procedure/{p.get('id', '?')}",
                 "status": str(p.get("status", "")),
                 "text": _label(p),
+                "reason": _not_index(p),
             }
             for p in record.of_type("Procedure")
         ]
@@ -221,6 +222,20 @@ def explain(analysis: Analysis, content: Content, record: PatientRecord) -> dict
     if not analysis.plans:
         summary += " No card: no rule's conditions were all met."
     return {"episodes": out, "summary": summary}
+
+
+_EXCLUDING_STATUS = ("entered-in-error", "not-done", "preparation")
+
+
+def _not_index(resource: dict[str, Any]) -> str:
+    """Why a Procedure is not an index epidural (the reasons :mod:`episodes` applies)."""
+    status = resource.get("status")
+    if status in _EXCLUDING_STATUS:
+        return f"its status {status} excludes it"
+    return (
+        "its code and text name no epidural or other neuraxial procedure (or it is planned, "
+        "not done)"
+    )
 
 
 def _label(resource: dict[str, Any]) -> str:

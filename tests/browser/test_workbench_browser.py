@@ -130,7 +130,10 @@ def test_no_epidural_patient_shows_no_card_and_says_so(bp: BrowserPage, live_app
     assert message.startswith("No card")
     assert "No epidural or other neuraxial procedure" in message
     assert "No epidural" in page.locator("#why-summary").inner_text()
-    assert "not an epidural" in page.locator("#why").inner_text()
+    assert (
+        "not an index procedure: its code and text name no epidural"
+        in page.locator("#why").inner_text()
+    )
     assert "No epidural episode to draw" in page.locator("#timeline").inner_text()
     shot(bp, "no-epidural")
 
@@ -209,15 +212,20 @@ def test_malformed_bundle_shows_each_problem(bp: BrowserPage, live_app: LiveApp)
     assert "not JSON" in page.locator("#status").inner_text()
 
 
-def test_record_text_never_becomes_markup(bp: BrowserPage, live_app: LiveApp) -> None:
+def test_record_text_never_becomes_markup(
+    bp: BrowserPage, live_app: LiveApp, tmp_path: Path
+) -> None:
     bundle = json.loads((ROOT / "fhir_examples" / S1 / "bundle.json").read_text())
     payload = '<img src=x id=pwned onerror="document.title=1"> [click](javascript:alert(1))'
     for entry in bundle["entry"]:
         if entry["resource"]["id"] == "s1-cond-leg-weakness-bilateral":
             entry["resource"]["code"]["text"] = f"Weakness of both legs {payload}"
+    upload = tmp_path / "patient.json"
+    upload.write_text(json.dumps(bundle))
     page = open_workbench(bp, live_app)
     page.click("#mode-bundle")
-    page.fill("#bundle-text", json.dumps(bundle))
+    page.set_input_files("#bundle-file", str(upload))  # the upload path of Bundle mode
+    page.wait_for_selector("body[data-bundle-file='patient.json']", timeout=TIMEOUT_MS)
     page.fill("#now", "2026-03-10T20:00:00+00:00")
     page.click("#evaluate")
     page.wait_for_selector("body[data-evaluated=true]", timeout=TIMEOUT_MS)

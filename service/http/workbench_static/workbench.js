@@ -292,7 +292,7 @@ function renderWhy(explanation) {
   box.replaceChildren();
   box.append(el("p", { id: "why-summary" }, explanation.summary || ""));
   for (const procedure of explanation.procedures || []) {
-    box.append(el("p", { class: "hint" }, procedure.resource + " (" + procedure.status + "): " + procedure.text + " — not an epidural or neuraxial procedure"));
+    box.append(el("p", { class: "hint" }, procedure.resource + " (" + procedure.status + "): " + procedure.text + " — not an index procedure: " + procedure.reason));
   }
   for (const episode of explanation.episodes || []) {
     const stated = new Set();
@@ -498,7 +498,10 @@ async function start() {
   $("example-select").addEventListener("change", (e) => chooseExample(e.target.value));
   $("bundle-file").addEventListener("change", async (e) => {
     const file = e.target.files[0];
-    if (file) $("bundle-text").value = await file.text();
+    if (file) {
+      $("bundle-text").value = await file.text();
+      document.body.dataset.bundleFile = file.name;
+    }
   });
   $("evaluate").addEventListener("click", evaluate);
   document.querySelectorAll(".copy").forEach((b) => b.addEventListener("click", async () => {
