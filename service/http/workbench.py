@@ -29,7 +29,7 @@ from service.cdshooks.handler import HookHandler, parse_json
 from service.cdshooks.outcome import FHIR_JSON
 from service.config import Settings
 from service.content import Content
-from service.errors import InvalidRequest, NotFound
+from service.errors import ConfigError, InvalidRequest, NotFound
 from service.fhir.record import PatientRecord
 from service.security.auth import ClientAuthenticator
 from service.security.jwks import JwksCache
@@ -113,6 +113,9 @@ def register(app: Flask, host: WorkbenchHost) -> None:
         return
     blueprint = Blueprint("workbench", __name__, url_prefix="/workbench")
     authenticator = _authenticator(host)
+    if authenticator is None and not host.settings.development:
+        # Unreachable while production refuses EPIDURAL_CDS_AUTH_DISABLED; kept so it stays so.
+        raise ConfigError("the workbench needs authentication outside the development profile")
     examples = Examples(host.settings.workbench_examples_dir or default_examples_dir())
     service = host.content.services[0]
     page = _page("index.html")

@@ -192,7 +192,7 @@ function renderCards(cards, explanation) {
   box.replaceChildren();
   if (!cards.length) {
     const why = explanation && explanation.summary ? " " + explanation.summary : "";
-    box.append(el("p", { class: "no-cards", id: "no-cards" }, "No card: the service has no concern for this patient at this time." + why));
+    box.append(el("p", { class: "no-cards", id: "no-cards" }, "No card: none of the service's rules matched this record at this time. No card does not mean no risk." + why));
     return;
   }
   cards.forEach((card, i) => box.append(renderCard(card, i)));
