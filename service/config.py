@@ -152,6 +152,25 @@ class Settings:
         },
     )
     log_level: str = field(default="INFO", metadata={"help": "Python logging level."})
+    workbench: bool | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "Serve the card workbench at `/workbench/` (docs/workbench.md); unset: on in "
+                "development, off in production. Its API calls need a JWT from a trusted issuer "
+                "whenever hook calls do."
+            )
+        },
+    )
+    workbench_examples_dir: Path | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "Directory of example patients the workbench offers; default: `fhir_examples/` "
+                "of the source checkout, when there is one (they are not in the wheel)."
+            )
+        },
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -186,6 +205,11 @@ class Settings:
     def development(self) -> bool:
         """Whether the development profile is active."""
         return self.profile == DEVELOPMENT
+
+    @property
+    def workbench_enabled(self) -> bool:
+        """Whether ``/workbench/`` is served: as configured, else only in development."""
+        return self.development if self.workbench is None else self.workbench
 
     def profile_problems(self) -> list[str]:
         """What this configuration may not do in its profile (empty when it is consistent)."""
@@ -343,6 +367,12 @@ def _path(value: Any) -> Path | None:
     return path
 
 
+def _optional_bool(value: Any) -> bool | None:
+    if value in (None, ""):
+        return None
+    return _bool(value)
+
+
 def _level(value: Any) -> str:
     level = str(value).upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
@@ -376,4 +406,6 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "fhir_allow_http": _bool,
     "fhir_allow_private_addresses": _bool,
     "log_level": _level,
+    "workbench": _optional_bool,
+    "workbench_examples_dir": _path,
 }

@@ -30,6 +30,7 @@ from service.cdshooks.outcome import FHIR_JSON, operation_outcome
 from service.config import Settings
 from service.content import Content
 from service.errors import ConfigError, PayloadTooLarge, ServiceError, UnsupportedMediaType
+from service.http import workbench
 from service.security.failures import AuthFailure
 from service.security.trust import ClientTrust, build_trust
 from service.store import SqlReplayGuard, create_store_engine, default_database_url, migrate
@@ -130,6 +131,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     _register_routes(app)
     _register_openapi(app, openapi_document())
     _register_errors(app)
+    workbench.register(app, app.extensions[EXTENSION_KEY])
     return app
 
 
