@@ -367,5 +367,9 @@ def test_gunicorn_logs_carry_no_phi(app: Flask) -> None:
     finally:
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=15)
-    assert f'"POST {service_url(app)}" 200' in output  # control: the access log is there
+    records = [json.loads(line) for line in output.splitlines() if line.strip()]
+    access = [r for r in records if r["logger"] == "gunicorn.access"]
+    assert [(r["method"], r["path"], r["status"]) for r in access if r["method"] == "POST"] == [
+        ("POST", service_url(app), status) for status in (200, 400, 412)
+    ]  # control: the access log is there, one JSON object per line like every other log
     assert leaked_lines(output, MARKERS) == []
