@@ -47,7 +47,7 @@ class JsonGunicornLogger(Logger):  # type: ignore[misc]
             "event": "access",
             "remote": environ.get("REMOTE_ADDR", "-"),
             "method": environ.get("REQUEST_METHOD"),
-            "path": environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", ""),
+            "path": _text(environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")),
             "status": _int(status),
             "bytes": getattr(resp, "sent", None),
             "durationMs": round(request_time.total_seconds() * 1000, 1),
@@ -57,6 +57,14 @@ class JsonGunicornLogger(Logger):  # type: ignore[misc]
         if hook_instance is not None:
             record["hookInstance"] = hook_instance
         self.access_log.log(logging.INFO, "access", extra=record)
+
+
+def _text(wsgi: str) -> str:
+    """A WSGI path (UTF-8 bytes carried as Latin-1 text) as the text the client meant."""
+    try:
+        return wsgi.encode("latin-1").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return wsgi
 
 
 def _int(value: Any) -> Any:
