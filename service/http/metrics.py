@@ -30,6 +30,8 @@ service port, for a developer to look.
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Flask, Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -88,6 +90,20 @@ AUDIT_STORE_FAILURES = Counter(
     "epidural_cds_audit_store_failures",
     "Audit records that could not be written to the store (they still went to the audit log).",
 )
+
+
+_children: dict[tuple[object, tuple[str, ...]], Any] = {}
+
+
+def child(metric: Counter | Histogram, *labels: str) -> Any:
+    """``metric.labels(*labels)``, remembered: ``labels`` takes a lock and checks its arguments
+    on every call, and a hook call records a dozen series. The label sets are bounded (see the
+    module docstring), so the cache is too."""
+    key = (metric, labels)
+    found = _children.get(key)
+    if found is None:
+        found = _children[key] = metric.labels(*labels)
+    return found
 
 
 def _fetch_observed(key: str, seconds: float, failure: str | None) -> None:

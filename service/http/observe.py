@@ -48,14 +48,14 @@ def register(app: Flask, trail: AuditTrail) -> None:
             service = facts.service if facts.known_service else UNKNOWN_SERVICE
         status = response.status_code
         endpoint = request.endpoint or "unmatched"
-        metrics.REQUEST_SECONDS.labels(endpoint, service, str(status)).observe(duration)
+        metrics.child(metrics.REQUEST_SECONDS, endpoint, service, str(status)).observe(duration)
         if facts is not None:
             hook_instance = correlation.hook_instance()
             request.environ[HOOK_INSTANCE_ENVIRON] = hook_instance
             for topic, indicator in zip(facts.topics, facts.indicators, strict=True):
-                metrics.CARDS.labels(topic, indicator).inc()
+                metrics.child(metrics.CARDS, topic, indicator).inc()
             for key, origin in facts.origins.items():
-                metrics.PREFETCH_KEYS.labels(service, key, origin).inc()
+                metrics.child(metrics.PREFETCH_KEYS, service, key, origin).inc()
             trail.record(facts, status, duration, hook_instance)
         return response
 
