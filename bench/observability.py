@@ -6,9 +6,9 @@ a JSON line) and the same app with the metrics-and-audit bookkeeping taken out (
 ``before_request``/``after_request`` functions of :mod:`service.http.observe`), and optionally
 a third with the audit record also written to the store (``EPIDURAL_CDS_AUDIT_STORE=true``).
 Each variant is driven through its WSGI callable with prebuilt environs, as ``bench.layers``
-does, in alternating rounds; logging is set up as ``epidural-cds serve`` does (JSON lines at
-INFO) and written to ``/dev/null``. Gunicorn's own work is not included (it is the same for
-all variants).
+does, the variants taking turns call by call; logging is set up as ``epidural-cds serve``
+does (JSON lines at INFO) and written to ``/dev/null``. Gunicorn's own work is not included
+(it is the same for all variants).
 
     .venv/bin/python -m bench.observability [--requests 100] [--rounds 10] [--store]
 """
@@ -19,6 +19,7 @@ import argparse
 import os
 import statistics
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +35,9 @@ def _without_observation(app: Any) -> Any:
 
 
 def measure(requests: int = 100, rounds: int = 10, store: bool = False) -> dict[str, Any]:
-    """CPU ms per call of each variant: median over ``rounds`` alternating rounds, and the
-    median of the per-round ratios to the variant without metrics and audit."""
+    """CPU ms per call of each variant (median and mean over ``rounds`` x ``requests`` calls,
+    the variants taking turns call by call), and each one's total CPU over the variant without
+    metrics and audit."""
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="bench-metrics-"))
     from bench import layers
     from service.http.logjson import configure_root
@@ -64,33 +66,37 @@ def measure(requests: int = 100, rounds: int = 10, store: bool = False) -> dict[
         layers._cpu_ms_per_request(app, layers._environs(body, bearer, warmup))
     samples: dict[str, list[float]] = {name: [] for name in names}
     for _ in range(rounds):
-        for name in names:
-            environs = layers._environs(body, bearer, requests)
-            samples[name].append(layers._cpu_ms_per_request(apps[name], environs))
+        # One call of each variant in turn, so that the machine's drift hits them all alike.
+        environs = {name: layers._environs(body, bearer, requests) for name in names}
+        for index in range(requests):
+            for name in names:
+                start = time.process_time()
+                for _chunk in apps[name](environs[name][index], layers._start_response):
+                    pass
+                samples[name].append((time.process_time() - start) * 1000)
+    total = {name: sum(values) for name, values in samples.items()}
     return {
         "requests_per_round": requests,
         "rounds": rounds,
         "cpu_ms_median": {name: round(statistics.median(v), 3) for name, v in samples.items()},
+        "cpu_ms_mean": {name: round(total[name] / len(v), 3) for name, v in samples.items()},
         "ratio_to_without": {
-            name: round(
-                statistics.median(a / b for a, b in zip(v, samples["without"], strict=True)), 4
-            )
-            for name, v in samples.items()
-            if name != "without"
+            name: round(total[name] / total["without"], 4) for name in names if name != "without"
         },
     }
 
 
 def render(result: dict[str, Any]) -> str:
-    """One line per variant: median CPU ms per call and its cost over ``without``."""
+    """One line per variant: CPU ms per call and its cost over ``without``."""
     lines = [
-        f"CPU ms per 100-resource call, {result['rounds']} alternating rounds of "
-        f"{result['requests_per_round']} calls:"
+        f"CPU ms per 100-resource call, {result['rounds']} x {result['requests_per_round']} "
+        "calls per variant, taking turns:",
+        f"  {'variant':14s} {'median':>7s} {'mean':>7s}",
     ]
     for name, ms in result["cpu_ms_median"].items():
         ratio = result["ratio_to_without"].get(name)
-        extra = "" if ratio is None else f"  ({(ratio - 1) * 100:+.1f} % per-round median)"
-        lines.append(f"  {name:14s} {ms:7.3f}{extra}")
+        extra = "" if ratio is None else f"  total CPU {(ratio - 1) * 100:+.1f} % over without"
+        lines.append(f"  {name:14s} {ms:7.3f} {result['cpu_ms_mean'][name]:7.3f}{extra}")
     return "\n".join(lines)
 
 
