@@ -5,8 +5,9 @@ restarts only dead ones, so the two probes must differ: a replica whose database
 is alive (restarting it would not help, and would lose its warm caches) but not ready, because
 an authenticated call needs the store to refuse replayed tokens. Ready means: the clinical
 content is loaded (it is validated before the app exists, so an app that answers has it) and
-one ``SELECT 1`` on the store succeeds. Otherwise 503, with which check failed; never the
-database's error text, which may name hosts and users.
+one ``SELECT 1`` on the store succeeds. Otherwise 503 with an OperationOutcome (as every error
+answer of the service) saying which check failed; never the database's error text, which may
+name hosts and users.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from flask import Flask, Response
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import SQLAlchemyError
 
+from service.cdshooks.outcome import FHIR_JSON, operation_outcome
 from service.content import Content
 
 log = logging.getLogger(__name__)
@@ -39,12 +41,19 @@ def register(app: Flask, content: Content, engine: Engine) -> None:
 
     @app.get("/readyz")
     def readiness() -> Response:
-        checks = {
-            "content": "ok" if content.version else "missing",
-            "store": "ok" if store_reachable(engine) else "unreachable",
-        }
-        ready = all(value == "ok" for value in checks.values())
-        body = {"status": "ready" if ready else "not ready", "checks": checks}
+        failed = [name for name, ok in _checks(content, engine) if not ok]
+        if not failed:
+            body = {"status": "ready", "checks": {"content": "ok", "store": "ok"}}
+            return Response(orjson.dumps(body), mimetype="application/json")
+        # Like every error answer of the service, an OperationOutcome.
+        message = "not ready: " + ", ".join(_FAILURES[name] for name in failed)
         return Response(
-            orjson.dumps(body), status=200 if ready else 503, mimetype="application/json"
+            orjson.dumps(operation_outcome("transient", message)), status=503, mimetype=FHIR_JSON
         )
+
+
+_FAILURES = {"content": "the clinical content is not loaded", "store": "the store is unreachable"}
+
+
+def _checks(content: Content, engine: Engine) -> list[tuple[str, bool]]:
+    return [("content", bool(content.version)), ("store", store_reachable(engine))]

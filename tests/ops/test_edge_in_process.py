@@ -129,7 +129,10 @@ def test_readyz_is_503_when_the_store_is_gone(tmp_path: Path) -> None:
     data.rmdir()  # SQLite cannot even create a new file now
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
-    assert response.get_json()["checks"] == {"content": "ok", "store": "unreachable"}
+    assert response.mimetype == "application/fhir+json"
+    outcome = response.get_json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert outcome["issue"][0]["diagnostics"] == "not ready: the store is unreachable"
     assert app.test_client().get("/healthz").status_code == 200  # alive, not ready
 
 
