@@ -8,7 +8,9 @@ Hospitals publish the service behind a TLS proxy, often under a path, e.g.
   from the configured number of proxy hops (``EPIDURAL_CDS_TRUSTED_PROXY_HOPS``, werkzeug's
   ``ProxyFix``, which takes the right-most values each proxy appended); with the default 0 they
   are ignored. They never affect authentication: JWT ``aud`` is always checked against the
-  configured public URL (:meth:`service.security.trust.ClientTrust.verify`).
+  configured public URL (:meth:`service.security.trust.ClientTrust.verify`). Each trusted proxy
+  must set (or clear) every one of these headers itself, or a client's own value of a header
+  the proxy leaves alone (``X-Forwarded-Prefix``, say) passes through as if the proxy had sent it.
 * **Path prefix.** When ``EPIDURAL_CDS_PUBLIC_BASE_URL`` carries a path, the service answers
   under it whether the proxy strips it or passes it on: :class:`PrefixMount` moves a leading
   prefix from ``PATH_INFO`` to ``SCRIPT_NAME`` (the WSGI way of saying "mounted here"), and a

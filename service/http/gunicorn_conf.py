@@ -74,6 +74,8 @@ proc_name = "epidural-cds"
 def when_ready(server: Any) -> None:
     """Start the separate metrics listener (``EPIDURAL_CDS_METRICS_PORT``) in the master."""
     if _settings.metrics_port is None:
+        if not _settings.development:
+            server.log.info("no metrics listener: set EPIDURAL_CDS_METRICS_PORT to serve metrics")
         return
     from service.http import metrics
 
