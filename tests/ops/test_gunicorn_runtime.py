@@ -82,7 +82,12 @@ def test_counters_add_up_across_workers_and_survive_a_killed_worker(
     served, metrics_port = three_workers
     assert len(served.worker_pids()) == 3
     assert _calls(served, CALLS) == [200] * CALLS
-    access = [r for r in served.records() if r.get("path") == SERVICE_PATH]
+    deadline = time.monotonic() + 15  # access lines are written after the responses
+    while (
+        len(access := [r for r in served.records() if r.get("path") == SERVICE_PATH]) < CALLS
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
     answered_by = {r["pid"] for r in access}
     assert len(answered_by) > 1, "the calls were spread over several workers"
 

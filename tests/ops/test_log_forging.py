@@ -157,6 +157,7 @@ def test_hostile_input_never_starts_a_log_record(
     _raw(production, b"GET /\x1b[31m\x0bx HTTP/1.1\r\nHost: a\r\n\r\n")
     _raw(production, b"GET /healthz HTTP/1.1\r\nHost: a\r\nX-Bad: a\x00b\x85\r\n\r\n")
 
+    assert production.stop() == 0  # every line written and complete before it is read
     output = production.output
     records = production.records()  # every line is one JSON object, or this fails
     assert all(_printable_line(line) for line in output.split("\n"))

@@ -15,6 +15,7 @@ one passes the prefix through to the upstream, the other strips it. What must ho
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -73,8 +74,11 @@ def test_a_call_signed_for_the_public_url_is_accepted_through_tls_and_the_prefix
     response = _post(proxy, audience, mint(ec_signer, ISS_ES, aud=audience))
     assert response.status_code == 200, response.text
     assert response.json()["cards"][0]["indicator"] == "critical"
-    access = [r for r in served.records() if r["logger"] == "gunicorn.access"]
-    assert access[-1]["path"] == f"{PREFIX}/cds-services/{SERVICE_ID}"  # the prefix arrived
+    hook_instance = json.loads(response.request.body)["hookInstance"]
+    access = served.wait_for_record(
+        lambda r: r["logger"] == "gunicorn.access" and r.get("hookInstance") == hook_instance
+    )
+    assert access["path"] == f"{PREFIX}/cds-services/{SERVICE_ID}"  # the prefix arrived
 
 
 def test_a_proxy_that_strips_the_prefix_reaches_the_same_service(
@@ -127,7 +131,10 @@ def test_a_forwarded_for_sent_by_the_client_is_not_believed(
     token = mint(ec_signer, ISS_ES, aud=audience)
     response = _post(proxy, audience, token, **{"X-Forwarded-For": "203.0.113.9"})
     assert response.status_code == 200, response.text
-    access = [r for r in served.records() if r["logger"] == "gunicorn.access"]
+    hook_instance = json.loads(response.request.body)["hookInstance"]
+    access = served.wait_for_record(
+        lambda r: r["logger"] == "gunicorn.access" and r.get("hookInstance") == hook_instance
+    )
     # nginx appended the address it saw (loopback); one trusted hop takes only that one.
-    assert access[-1]["remote"] == "127.0.0.1"
+    assert access["remote"] == "127.0.0.1"
     assert "203.0.113.9" not in served.output

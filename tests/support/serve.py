@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,20 @@ class Served:
             assert isinstance(record, dict), f"output line {number} is not an object: {line!r}"
             parsed.append(record)
         return parsed
+
+    def wait_for_record(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 15
+    ) -> dict[str, Any]:
+        """The last record matching ``predicate``, waiting for it: gunicorn writes a request's
+        access line after the response has gone out, so it may lag behind the answer."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = [record for record in self.records() if predicate(record)]
+            if found:
+                return found[-1]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no such log record:\n{self.output[-3000:]}")
+            time.sleep(0.05)
 
     def worker_pids(self) -> set[int]:
         """Pids of the workers gunicorn booted so far."""
