@@ -199,3 +199,43 @@ def test_a_slow_in_flight_call_completes_after_sigterm(tmp_path: Path) -> None:
     assert exit_status == 0
     assert time.monotonic() - signalled < 15  # drained within graceful_timeout, not killed
     assert "Shutting down: Master" in served.output
+
+
+def test_plain_gunicorn_runs_the_packaged_configuration(tmp_path: Path) -> None:
+    """``gunicorn -c python:service.http.gunicorn_conf service.http.wsgi:application``, as a
+    site without our command line (or the repository) would start it."""
+    import subprocess
+    import sys
+
+    port = serve.free_port()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("EPIDURAL_CDS_") and k != "PROMETHEUS_MULTIPROC_DIR"
+    }
+    env.update({**DEV, "EPIDURAL_CDS_DATA_DIR": str(tmp_path / "data")})
+    log = tmp_path / "gunicorn.log"
+    command = [
+        sys.executable, "-m", "gunicorn", "-c", "python:service.http.gunicorn_conf",
+        "-b", f"127.0.0.1:{port}", "-w", "1", "service.http.wsgi:application",
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, cwd=serve.ROOT, env=env, stdout=out, stderr=out)
+    served = serve.Served(process, port, log)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert process.poll() is None, served.output[-3000:]
+            try:
+                with serve.session() as http:
+                    if http.get(f"{served.base}/readyz", timeout=2).status_code == 200:
+                        break
+            except requests.RequestException:
+                time.sleep(0.1)
+        with serve.session() as http:
+            call = http.post(f"{served.base}{SERVICE_PATH}", json=s1_hook_body(), timeout=30)
+        assert call.status_code == 200 and call.json()["cards"]
+        served.wait_for_record(lambda r: r["logger"] == "gunicorn.access")
+    finally:
+        assert served.stop() == 0
+    assert served.records()  # JSON lines throughout, gunicorn's own included
