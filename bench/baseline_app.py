@@ -36,15 +36,16 @@ def create_app() -> Flask:
 
 
 def main() -> None:
-    from service.http.server import serve
+    from service.http.server import DEFAULT_CONFIG, serve
 
     parser = argparse.ArgumentParser(prog="python -m bench.baseline_app")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8099)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--gunicorn-config", default=DEFAULT_CONFIG)
     args = parser.parse_args()
-    serve(create_app(), args.host, args.port, args.workers, args.threads)
+    serve(create_app(), args.host, args.port, args.workers, args.threads, args.gunicorn_config)
 
 
 if __name__ == "__main__":

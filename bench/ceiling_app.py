@@ -23,7 +23,6 @@ from typing import Any
 from flask import Flask
 
 from service.cdshooks.handler import HookHandler, HookOutcome, collector_paused
-from service.http.app import EXTENSION_KEY, ServiceState, create_app
 
 
 class ParseOnlyHandler(HookHandler):
@@ -55,6 +54,10 @@ class ParseOnlyHandler(HookHandler):
 
 def create_ceiling_app() -> Flask:
     """The service's app, configured from the environment, with :class:`ParseOnlyHandler`."""
+    # Imported here, not at the top: `main` loads the gunicorn configuration first, which
+    # prepares the metrics directory before prometheus-client is imported (as `serve` does).
+    from service.http.app import EXTENSION_KEY, ServiceState, create_app
+
     app = create_app()
     current: ServiceState = app.extensions[EXTENSION_KEY]
     handler = ParseOnlyHandler(current.content, current.settings)
@@ -63,18 +66,21 @@ def create_ceiling_app() -> Flask:
 
 
 def main() -> None:
-    from service.cli import _configure_logging
     from service.config import Settings
-    from service.http.server import serve
+    from service.http.logjson import configure_root
+    from service.http.server import DEFAULT_CONFIG, load_config, serve
 
     parser = argparse.ArgumentParser(prog="python -m bench.ceiling_app")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8098)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--gunicorn-config", default=DEFAULT_CONFIG)
     args = parser.parse_args()
-    _configure_logging(Settings.from_env().log_level)
-    serve(create_ceiling_app(), args.host, args.port, args.workers, args.threads)
+    configure_root(Settings.from_env().log_level)  # JSON lines, as `epidural-cds serve`
+    load_config(args.gunicorn_config)
+    app = create_ceiling_app()
+    serve(app, args.host, args.port, args.workers, args.threads, args.gunicorn_config)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,8 @@ from bench.util import (
 )
 
 PATH = f"/cds-services/{charts.SERVICE_ID}"
+#: Every server's gunicorn configuration: the shipped one without worker recycling.
+GUNICORN_CONF = str(Path(__file__).resolve().with_name("gunicorn_bench_conf.py"))
 THREADS = 2
 CONNECTIONS = 4
 TARGET_RATIO = 0.6
@@ -127,6 +129,7 @@ class Bench:
         command = [
             python(), *entry,
             "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+            "--gunicorn-config", GUNICORN_CONF,
         ]  # fmt: skip
         server = Server(name, command, env, self.workdir / f"{name}-{port}.log")
         base = f"http://127.0.0.1:{port}"
@@ -138,6 +141,7 @@ class Bench:
         command = [
             python(), "-m", "bench.baseline_app",
             "--host", "127.0.0.1", "--port", str(port), "--workers", "2",
+            "--gunicorn-config", GUNICORN_CONF,
         ]  # fmt: skip
         server = Server("baseline", command, clean_env(), self.workdir / f"baseline-{port}.log")
         base = f"http://127.0.0.1:{port}"

@@ -61,8 +61,18 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="serve the CDS Hooks endpoints with gunicorn")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8080, help="port (default 8080)")
-    serve.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="worker processes (default: EPIDURAL_CDS_WORKERS, else CPUs + 1)",
+    )
     serve.add_argument("--threads", type=int, default=1, help="threads per worker (default 1)")
+    serve.add_argument(
+        "--gunicorn-config",
+        default="python:service.http.gunicorn_conf",
+        help="gunicorn configuration file or python:MODULE (default: the packaged one, "
+        "which deploy/gunicorn.conf.py loads too)",
+    )
 
     evaluate = commands.add_parser(
         "evaluate", help="print the cards for a hook request file, or a FHIR Bundle with --patient"
@@ -388,8 +398,8 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from service.http.app import create_app
-    from service.http.server import serve
+    from service.http.logjson import configure_root
+    from service.http.server import load_config
 
     if settings.development:
         if args.host not in LOOPBACK and not settings.allow_dev_on_network:
@@ -403,8 +413,25 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         if settings.public_base_url is None:
             host = f"[{args.host}]" if ":" in args.host else args.host
             settings = replace(settings, public_base_url=f"http://{host}:{args.port}")
+    problems = settings.profile_problems()
+    if problems:  # before logging and metrics are set up for a server that will not start
+        raise ConfigError("configuration not allowed:\n" + "\n".join(problems))
+    # Logs of a running service are JSON lines (service.http.logjson), and the gunicorn
+    # configuration is loaded before the app is built: it prepares the metrics directory, which
+    # must exist before prometheus-client is first imported.
+    configure_root(settings.log_level)
+    load_config(args.gunicorn_config)
+    from service.http.app import create_app
+    from service.http.server import serve
+
+    if settings.metrics_port == args.port:
+        print(
+            "epidural-cds: EPIDURAL_CDS_METRICS_PORT must differ from the service port",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     app = create_app(settings)
-    serve(app, args.host, args.port, args.workers, args.threads)
+    serve(app, args.host, args.port, args.workers, args.threads, args.gunicorn_config)
     return EXIT_OK
 
 

@@ -171,6 +171,43 @@ class Settings:
             )
         },
     )
+    workers: int | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "gunicorn worker processes; default: one per CPU available to the process, "
+                "plus one (the work is CPU-bound; the extra one covers FHIR fetch waits)."
+            )
+        },
+    )
+    trusted_proxy_hops: int = field(
+        default=0,
+        metadata={
+            "help": (
+                "How many reverse proxies in front of the service may set X-Forwarded-For, "
+                "-Proto, -Host, -Port and -Prefix (werkzeug ProxyFix); 0 ignores them all."
+            )
+        },
+    )
+    metrics_port: int | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "Port of a separate Prometheus listener (same address as the service), so "
+                "metrics stay off the port EHRs reach; unset: none. The development profile "
+                "also serves /metrics on the service port."
+            )
+        },
+    )
+    audit_store: bool = field(
+        default=False,
+        metadata={
+            "help": (
+                "Also write each call's audit record to the store (table audit_records); it "
+                "always goes to the `epidural_cds.audit` logger."
+            )
+        },
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -380,6 +417,22 @@ def _level(value: Any) -> str:
     return level
 
 
+def _hops(value: Any) -> int:
+    number = int(value)
+    if not 0 <= number <= 5:
+        raise ValueError(f"expected 0 to 5 trusted proxy hops, got {value!r}")
+    return number
+
+
+def _port(value: Any) -> int | None:
+    if value in (None, ""):
+        return None
+    number = int(value)
+    if not 1 <= number <= 65535:
+        raise ValueError(f"expected a TCP port (1-65535), got {value!r}")
+    return number
+
+
 _PARSERS: dict[str, Callable[[Any], Any]] = {
     "content_dir": _path,
     "max_body_bytes": _positive(int),
@@ -408,4 +461,9 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "log_level": _level,
     "workbench": _optional_bool,
     "workbench_examples_dir": _path,
+
+    "workers": _optional_int,
+    "trusted_proxy_hops": _hops,
+    "metrics_port": _port,
+    "audit_store": _bool,
 }

@@ -32,6 +32,8 @@ from flask import Flask
 
 import service.engine
 from service.fhir.timeshift import shift_times
+from service.http.audit import AUDIT_LOGGER
+from service.http.logjson import JsonFormatter
 from tests.protocol.conftest import (
     EXAMPLES,
     JSON,
@@ -138,9 +140,11 @@ def minted_jwt(**claims: Any) -> str:
 def all_log_text(caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> str:
     """Every captured record in every form a handler could write it, plus raw stdout/stderr."""
     formatter = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    as_json = JsonFormatter()  # what `epidural-cds serve` writes: one JSON line per record
     parts = [caplog.text]
     for record in caplog.records:
         parts.append(formatter.format(record))  # message + formatted traceback + stack
+        parts.append(as_json.format(record))
         parts.append(repr(record.args))
         parts.append(repr({k: v for k, v in vars(record).items() if k != "exc_info"}))
         if record.exc_info and record.exc_info[1] is not None:
@@ -176,6 +180,23 @@ def test_successful_call_with_prefetch(app: Flask, captured: Callable[[], str]) 
     text = captured()
     assert "hook " in text  # control: the call was logged
     assert leaked_lines(text, MARKERS) == []
+
+
+def test_the_audit_record_of_a_successful_call_holds_no_phi(
+    app: Flask, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    body = phi_request(app)
+    body["fhirServer"] = "https://fhir.example.org/r4"
+    body["fhirAuthorization"] = authorization()
+    assert post(app, body).status_code == 200
+    audits = [r for r in caplog.records if r.name == AUDIT_LOGGER]
+    assert len(audits) == 1  # control: one audit record per call
+    record = json.loads(JsonFormatter().format(audits[0]))["record"]
+    assert record["status"] == 200 and record["indicators"] == ["critical"]
+    assert record["hookInstance"] == body["hookInstance"]
+    assert leaked_lines(json.dumps(record), MARKERS) == []
+    assert leaked_lines(all_log_text(caplog, capfd), MARKERS) == []
 
 
 def test_schema_invalid_request_400(app: Flask, captured: Callable[[], str]) -> None:
@@ -367,5 +388,9 @@ def test_gunicorn_logs_carry_no_phi(app: Flask) -> None:
     finally:
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=15)
-    assert f'"POST {service_url(app)}" 200' in output  # control: the access log is there
+    records = [json.loads(line) for line in output.splitlines() if line.strip()]
+    access = [r for r in records if r["logger"] == "gunicorn.access"]
+    assert [(r["method"], r["path"], r["status"]) for r in access if r["method"] == "POST"] == [
+        ("POST", service_url(app), status) for status in (200, 400, 412)
+    ]  # control: the access log is there, one JSON object per line like every other log
     assert leaked_lines(output, MARKERS) == []

@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from service import engine
+from service import correlation, engine
 from service.cdshooks import schemas
 from service.config import Settings
 from service.content import Content, ServiceDefinition
@@ -253,6 +253,7 @@ class HookHandler:
     ) -> HookOutcome:
         service = self.service(service_id)
         request = self.parse_request(service, body)
+        correlation.set_hook_instance(request["hookInstance"])  # the logs' correlation id
         resolved = self.resolve(service, request, received, extra_allowed)
         context = request["context"]
         patient_id = str(context["patientId"])

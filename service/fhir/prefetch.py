@@ -38,7 +38,15 @@ from urllib.parse import parse_qsl, quote
 import requests
 
 from service.errors import FhirFetchError, PrefetchUnavailable
-from service.fhir.client import FhirClient, SearchResult, next_link
+from service.fhir import events
+from service.fhir.client import (
+    FhirClient,
+    FhirDeadlineExceeded,
+    FhirRefused,
+    FhirStatusError,
+    SearchResult,
+    next_link,
+)
 from service.fhir.outbound import OutboundPolicy, OutboundRefused, session_is_guarded
 
 log = logging.getLogger(__name__)
@@ -363,6 +371,40 @@ def _run_task(
 ) -> _Result:
     assert access.server is not None
     started = time.monotonic()
+    try:
+        out = _fetch(task, access, settings, session, cancel)
+    except FhirFetchError as err:
+        events.fetched(task.key, time.monotonic() - started, _failure_kind(err))
+        raise
+    events.fetched(task.key, time.monotonic() - started)
+    log.debug(
+        "prefetch key %s: %d resources in %.0f ms",
+        task.key,
+        len(out.resources),
+        (time.monotonic() - started) * 1000,
+    )
+    return out
+
+
+def _failure_kind(err: FhirFetchError) -> str:
+    """Why a fetch failed, as one of the kinds of :mod:`service.fhir.events`."""
+    if isinstance(err, FhirStatusError):
+        return "status"
+    if isinstance(err, FhirDeadlineExceeded):
+        return "deadline"
+    if isinstance(err, FhirRefused):
+        return "refused"
+    return "error"
+
+
+def _fetch(
+    task: _Task,
+    access: _Access,
+    settings: FetchSettings,
+    session: requests.Session | None,
+    cancel: threading.Event,
+) -> _Result:
+    assert access.server is not None
     with FhirClient(
         access.server,
         policy=settings.policy,
@@ -385,12 +427,6 @@ def _run_task(
             assert task.ref is not None
             result = client.search(task.ref, max_pages=settings.max_pages)
             out = _Result(_pages_resources(result), result.complete)
-    log.debug(
-        "prefetch key %s: %d resources in %.0f ms",
-        task.key,
-        len(out.resources),
-        (time.monotonic() - started) * 1000,
-    )
     return out
 
 

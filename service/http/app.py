@@ -21,16 +21,20 @@ from typing import Any
 import orjson
 from flask import Flask, Response, request
 from flask_cors import CORS
+from sqlalchemy import Engine
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from service import content as content_module
+from service.audit_store import SqlAuditSink
 from service.cdshooks import discovery
 from service.cdshooks.handler import HookHandler
 from service.cdshooks.outcome import FHIR_JSON, operation_outcome
 from service.config import Settings
 from service.content import Content
 from service.errors import ConfigError, PayloadTooLarge, ServiceError, UnsupportedMediaType
-from service.http import workbench
+from service.http import forwarded, metrics, observe, readiness, workbench
+from service.http.audit import AuditTrail
+from service.http.logjson import FIELDS
 from service.security.failures import AuthFailure
 from service.security.trust import ClientTrust, build_trust
 from service.store import SqlReplayGuard, create_store_engine, default_database_url, migrate
@@ -75,8 +79,8 @@ def _settings(config: Settings | Mapping[str, Any] | None) -> Settings:
     return Settings.from_mapping(config)
 
 
-def _replay_guard(settings: Settings) -> SqlReplayGuard:
-    """The shared store's replay guard, with the schema migrated to the current version.
+def _store(settings: Settings) -> Engine:
+    """The shared store (replay guard, audit records), migrated to the current schema.
 
     Connections opened here are closed again before gunicorn forks its workers, which then open
     their own.
@@ -88,7 +92,7 @@ def _replay_guard(settings: Settings) -> SqlReplayGuard:
     engine = create_store_engine(url)
     migrate(engine)
     engine.dispose()
-    return SqlReplayGuard(engine)
+    return engine
 
 
 def state() -> ServiceState:
@@ -106,7 +110,8 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     if problems:
         raise ConfigError("configuration not allowed:\n" + "\n".join(problems))
     content = content_module.load(settings.content_dir)
-    trust = build_trust(settings, _replay_guard(settings))
+    engine = _store(settings)
+    trust = build_trust(settings, SqlReplayGuard(engine))
     if trust.notice:
         log.warning("%s", trust.notice)
     app = Flask("epidural_cds", static_folder=None)
@@ -132,7 +137,20 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     _register_openapi(app, openapi_document())
     _register_errors(app)
     workbench.register(app, app.extensions[EXTENSION_KEY])
+
+    _register_operations(app, settings, content, engine)
     return app
+
+
+def _register_operations(app: Flask, settings: Settings, content: Content, engine: Engine) -> None:
+    """Readiness, metrics, the audit trail, and serving under the public URL's path prefix."""
+    readiness.register(app, content, engine)
+    observe.register(app, AuditTrail(SqlAuditSink(engine) if settings.audit_store else None))
+    if settings.development:
+        metrics.register_endpoint(app)
+    app.wsgi_app = forwarded.wrap(  # type: ignore[method-assign,assignment]
+        app.wsgi_app, settings.public_base_url, settings.trusted_proxy_hops
+    )
 
 
 def openapi_document() -> bytes:
@@ -160,8 +178,9 @@ def _register_routes(app: Flask) -> None:
     def hook_endpoint(service_id: str) -> Response:
         started = time.monotonic()
         current = state()
+        call = observe.begin_call(service_id, current.content.service(service_id) is not None)
         current.handler.service(service_id)  # 404 before looking at the body
-        client = current.trust.verify(
+        client = call.client = current.trust.verify(
             request.headers.get("Authorization"), f"/cds-services/{service_id}"
         )
         if request.mimetype not in JSON_TYPES:
@@ -182,13 +201,17 @@ def _register_routes(app: Flask) -> None:
             received_at=started,
             extra_allowed=current.trust.fhir_servers_for(client),
         )
+        call.answered(outcome.response["cards"], outcome.origins)
         log.info(
-            "hook %s service=%s cards=%s origins=%s in %.1f ms",
-            outcome.hook_instance,
-            service_id,
-            ",".join(outcome.indicators) or "none",
-            ",".join(f"{k}:{v}" for k, v in outcome.origins.items()),
-            (time.monotonic() - started) * 1000,
+            "hook call answered",
+            extra={
+                FIELDS: {
+                    "service": service_id,
+                    "indicators": list(outcome.indicators),
+                    "origins": dict(outcome.origins),
+                    "durationMs": round((time.monotonic() - started) * 1000, 1),
+                }
+            },
         )
         return _json(outcome.response)
 
@@ -207,7 +230,14 @@ def _register_errors(app: Flask) -> None:
     @app.errorhandler(AuthFailure)
     def auth_failure(error: AuthFailure) -> Response:
         # The reason goes to the log (never the token); the caller learns nothing more.
-        log.warning("authentication failed on %s: %s", request.path, error.reason)
+        metrics.AUTH_FAILURES.labels(error.reason).inc()
+        fields: dict[str, Any] = {"reason": error.reason, "path": request.path}
+        if error.expected_audience is not None:
+            fields["expectedAudience"] = error.expected_audience
+            fields["receivedAudience"] = error.received_audience
+        log.warning(
+            "authentication failed on %s: %s", request.path, error.reason, extra={FIELDS: fields}
+        )
         response = _outcome(401, error.issue_code, error.message)
         response.headers["WWW-Authenticate"] = "Bearer"
         return response

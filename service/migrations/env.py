@@ -15,6 +15,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
+import service.audit_store  # noqa: F401 - registers audit_records in the metadata
 from service.store import create_store_engine, metadata
 
 config = context.config

@@ -279,6 +279,15 @@ def _claims_refusal(payload: Mapping[str, Any], iss: str, audience: str) -> str 
     return None
 
 
+def _claimed_audience(claimed: Any) -> str | list[str] | None:
+    """A verified token's ``aud`` for the log: at most 5 audiences of at most 300 characters."""
+    if claimed is None:
+        return None
+    if isinstance(claimed, list):
+        return [str(aud)[:300] for aud in claimed[:5]]
+    return str(claimed)[:300]
+
+
 @dataclass(frozen=True, slots=True)
 class _Verifier:
     """What one key of a key set, used with one algorithm, comes to; built once, then reused.
@@ -512,6 +521,12 @@ class ClientAuthenticator:
                 reason = _claims_refusal(payload, issuer.iss, audience)
         if reason is not None:
             log.info("rejected token from %r (kid %r): %s", issuer.iss, kid, reason)
+            if reason in ("wrong_audience", "missing_aud"):
+                raise AuthFailure(
+                    reason,
+                    expected_audience=audience,
+                    received_audience=_claimed_audience(payload.get("aud")),
+                )
             raise AuthFailure(reason)
 
     def _check_claims(

@@ -21,9 +21,17 @@ class AuthFailure(ServiceError):
     status = 401
     issue_code = "login"
 
-    def __init__(self, reason: str) -> None:
+    def __init__(
+        self,
+        reason: str,
+        *,
+        expected_audience: str | None = None,
+        received_audience: object = None,
+    ) -> None:
         super().__init__("authentication failed")
         self.reason = reason
+        self.expected_audience = expected_audience
+        self.received_audience = received_audience
 
     def __str__(self) -> str:
         return f"authentication failed: {self.reason}"

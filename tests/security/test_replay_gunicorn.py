@@ -112,7 +112,9 @@ def _wait_until_ready(served: Served) -> None:
     with _session() as session:
         while time.monotonic() < deadline:
             assert served.process.poll() is None, served.output
-            with contextlib.suppress(requests.ConnectionError):
+            # A timeout too means "not ready yet": on a busy machine the socket accepts before
+            # a worker has booted to answer.
+            with contextlib.suppress(requests.ConnectionError, requests.Timeout):
                 if session.get(f"{served.base}/healthz", timeout=1).status_code == 200:
                     break
             time.sleep(0.1)
