@@ -30,6 +30,7 @@ from service.cdshooks.outcome import FHIR_JSON, operation_outcome
 from service.config import Settings
 from service.content import Content
 from service.errors import ConfigError, PayloadTooLarge, ServiceError, UnsupportedMediaType
+from service.http.rule_book import register_rule_book
 from service.security.failures import AuthFailure
 from service.security.trust import ClientTrust, build_trust
 from service.store import SqlReplayGuard, create_store_engine, default_database_url, migrate
@@ -128,6 +129,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         max_age=600,
     )
     _register_routes(app)
+    register_rule_book(app, content)
     _register_openapi(app, openapi_document())
     _register_errors(app)
     return app
@@ -179,6 +181,7 @@ def _register_routes(app: Flask) -> None:
             body,
             received_at=started,
             extra_allowed=current.trust.fhir_servers_for(client),
+            base_url=request.url_root,
         )
         log.info(
             "hook %s service=%s cards=%s origins=%s in %.1f ms",
