@@ -20,8 +20,10 @@ there). How each hazard is defused:
   code spans (backticks) and table cells; other punctuation ("L3-4, 10 mg/mL") is left alone
   so the raw text stays readable, except a first character that could open a block (``# - + =``
   or a digit run followed by ``.`` or ``)``), escaped in case the text ever starts a line;
-- ``://``, ``www.`` and ``@`` get a zero-width space so GFM's extended autolinks (bare URLs and
-  e-mail addresses) cannot turn record text into a link;
+- a dot inside a word ("evil.com", "www.x"), the colon of ``://`` and every ``@`` are
+  backslash-escaped, so that neither GFM's extended autolinks nor a linkifier (bare URLs,
+  domain names, e-mail addresses) can turn record text into a link: an escape splits the text
+  the linkifier scans, and still renders as the plain character;
 - the result is cut to ``limit`` characters (a card has a length budget; an ellipsis says so).
 
 :func:`plain_text` is the same clean-up for plain-text members (suggestion labels, descriptions)
@@ -35,14 +37,13 @@ import unicodedata
 
 DEFAULT_LIMIT = 60
 ELLIPSIS = "…"
-_ZWSP = "\u200b"
 # Every kind of line break CommonMark or a browser may honour, and the tab (indented code).
 _BREAKS = re.compile("[\r\n\t\v\f\x85\u2028\u2029]+")
 _SPACES = re.compile(r" {2,}")
 _ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 _INLINE = frozenset("*_`[]()!~|\\")
 _BLOCK_START = re.compile(r"^(?:[#+=-]|\d+(?=[.)]))")
-_AUTOLINKS = re.compile(r"(?i)(://|www\.|@)")
+_AUTOLINKS = re.compile(r"(?<=[A-Za-z0-9])\.(?=[A-Za-z])|:(?=//)|@")
 
 
 def _visible(char: str) -> bool:
@@ -82,5 +83,5 @@ def _escape_block_start(text: str) -> str:
 def markdown_text(value: object, limit: int = DEFAULT_LIMIT) -> str:
     """``value`` (record text) as inline CommonMark that renders as exactly its characters."""
     text = plain_text(value, limit)
-    text = _AUTOLINKS.sub(lambda m: m.group(1)[:-1] + _ZWSP + m.group(1)[-1], text)
-    return _escape_block_start("".join(_escape_char(char) for char in text))
+    escaped = "".join(_escape_char(char) for char in text)
+    return _escape_block_start(_AUTOLINKS.sub(lambda m: "\\" + m.group(0), escaped))
