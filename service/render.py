@@ -306,7 +306,11 @@ class _Detail:
         noted = list(dict.fromkeys(cards[m.pattern].headline for m in plan.folded))
         noted = [h for h in noted if h != headline and h not in matched]
         if noted:
+            if matched:
+                out.append("")
             out.append(f"**{self.p['also_noted_heading']}:** " + "; ".join(noted) + ".")
+        if matched or noted:
+            out.append("")
         notes = []
         if any(f.from_text for f in evidence) or episode.from_text:
             notes.append(self.w.text_evidence_note)

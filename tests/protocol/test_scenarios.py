@@ -46,7 +46,14 @@ from tests.protocol.conftest import (
 
 CPT = "http://www.ama-assn.org/go/cpt"
 LOINC = "http://loinc.org"
-SPINE_MRI = {(CPT, "72148"), (CPT, "72158"), (LOINC, "30679-5"), (LOINC, "24967-2")}
+# Lumbar spine MRI, or (after a cervical or thoracic injection) the whole spine, LOINC 30854-4.
+SPINE_MRI = {
+    (CPT, "72148"),
+    (CPT, "72158"),
+    (LOINC, "30679-5"),
+    (LOINC, "24967-2"),
+    (LOINC, "30854-4"),
+}
 REASON_TYPES = {"Condition", "Observation", "DiagnosticReport", "DocumentReference"}
 BASE_URL = "http://localhost/"  # what the HTTP layer passes as the request's base
 RAW_REFERENCE = re.compile(r"\b[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}")
