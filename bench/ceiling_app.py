@@ -36,6 +36,7 @@ class ParseOnlyHandler(HookHandler):
         now: datetime | None = None,
         received_at: float | None = None,
         extra_allowed: tuple[str, ...] = (),
+        base_url: str = "",
     ) -> HookOutcome:
         """Decode and schema-check ``body`` for ``service_id``, then answer no cards."""
         with collector_paused():

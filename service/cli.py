@@ -30,6 +30,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 CLI_USER = "Practitioner/epidural-cds-cli"
+CLI_BASE_URL = "http://127.0.0.1:8080"
 
 
 def _configure_logging(level: str) -> None:
@@ -100,6 +101,11 @@ def _parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check-content", help="validate the clinical content in cards/")
     check.add_argument("--dir", type=Path, help="content directory (default: the shipped one)")
+    check.add_argument(
+        "--examples",
+        type=Path,
+        help="example patients whose cards must meet the detail budget (default: fhir_examples/)",
+    )
 
     vsac = commands.add_parser(
         "import-valueset",
@@ -215,7 +221,12 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
             return EXIT_USAGE
         templates = {spec.key: spec.query for spec in service.prefetch}
         document = request_from_bundle(document, args.patient, templates)
-    outcome = handler.handle(service.id, json.dumps(document).encode(), now=_parse_now(args.now))
+    outcome = handler.handle(
+        service.id,
+        json.dumps(document).encode(),
+        now=_parse_now(args.now),
+        base_url=CLI_BASE_URL,  # rule-book links as `epidural-cds serve` would answer them
+    )
     if args.summary:
         for card in outcome.response["cards"]:
             print(f"{card['indicator']}: {card['summary']}")
@@ -259,7 +270,25 @@ def _check_content(args: argparse.Namespace) -> int:
         f"{len(loaded.wording.cards)} card patterns, {len(loaded.sources)} sources, "
         f"{len(loaded.suggestions)} suggestions"
     )
-    return EXIT_OK
+    from service.example_check import card_lengths, default_examples
+
+    examples = args.examples or default_examples()
+    if examples is None:
+        return EXIT_OK
+    lengths = card_lengths(loaded, examples)
+    over = [c for c in lengths if c.over]
+    for card in over:
+        print(
+            f"{card.example}: {card.indicator} card detail is {card.length} characters, "
+            f"over its budget of {card.budget} (rules.yaml detail_budget)",
+            file=sys.stderr,
+        )
+    longest = max((c.length for c in lengths), default=0)
+    print(
+        f"detail budget: {len(lengths)} cards of {examples}, {len(over)} over budget "
+        f"(longest {longest} characters)"
+    )
+    return EXIT_ERROR if over else EXIT_OK
 
 
 def _import_valueset(args: argparse.Namespace) -> int:

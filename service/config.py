@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from datetime import tzinfo
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from service.errors import ConfigError
 
@@ -208,6 +210,21 @@ class Settings:
             )
         },
     )
+
+    facility_timezone: str = field(
+        default="UTC",
+        metadata={
+            "help": (
+                "IANA time zone of the facility (e.g. America/Chicago): every time on every card "
+                "is shown in it, with its UTC offset."
+            )
+        },
+    )
+
+    @property
+    def zone(self) -> tzinfo:
+        """The facility's time zone (validated at startup)."""
+        return ZoneInfo(self.facility_timezone)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -432,8 +449,17 @@ def _port(value: Any) -> int | None:
         raise ValueError(f"expected a TCP port (1-65535), got {value!r}")
     return number
 
+def _timezone(value: Any) -> str:
+    name = str(value).strip()
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone name (e.g. Europe/Paris)") from None
+    return name
+
 
 _PARSERS: dict[str, Callable[[Any], Any]] = {
+    "facility_timezone": _timezone,
     "content_dir": _path,
     "max_body_bytes": _positive(int),
     "cors_origins": _origins,

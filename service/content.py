@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from service.clinical.terminology import (
     valueset_codes,
 )
 from service.clinical.text import TextMatcher, words
+from service.episode_type import EpisodeTypes
 from service.errors import ContentError
 
 FILES = (
@@ -127,9 +128,21 @@ LABELLED_FINDINGS = (
 )
 
 
+ByType = Mapping[str, Any]
+"""A value per episode type (``default``, ``labour``, ``esi_transforaminal`` ...)."""
+
+
+def for_episode(values: ByType, chain: tuple[str, ...], fallback: Any = None) -> Any:
+    """The value of the first type of ``chain`` (most specific first) that ``values`` has."""
+    for key in chain:
+        if key in values:
+            return values[key]
+    return values.get("default", fallback)
+
+
 @dataclass(frozen=True)
 class CardText:
-    """Wording of one card pattern."""
+    """Wording of one card pattern. ``*_by_type`` values are keyed by episode type."""
 
     id: str
     rule: str
@@ -137,9 +150,21 @@ class CardText:
     headline: str
     topic_code: str
     topic_display: str
-    detail: tuple[str, ...]
+    do_now: ByType
+    rationale: tuple[tuple[str, tuple[str, ...]], ...]
+    """``(text, episode types)``; an empty tuple of types means every type."""
     sources: tuple[str, ...]
     suggestions: tuple[str, ...]
+    sources_by_type: ByType = field(default_factory=dict)
+    suggestions_by_type: ByType = field(default_factory=dict)
+
+    def sources_for(self, chain: tuple[str, ...]) -> tuple[str, ...]:
+        """The source keys for an episode whose type chain is ``chain``."""
+        return tuple(for_episode(self.sources_by_type, chain, self.sources))
+
+    def suggestions_for(self, chain: tuple[str, ...]) -> tuple[str, ...]:
+        """The suggestion keys (one plan) for an episode whose type chain is ``chain``."""
+        return tuple(for_episode(self.suggestions_by_type, chain, self.suggestions))
 
 
 @dataclass(frozen=True)
@@ -197,8 +222,8 @@ class ServiceDefinition:
 class Wording:
     """Everything rules.yaml says about how cards read."""
 
-    source_label: str
     topic_system: str
+    topic_version_suffix: str
     disclaimer: str
     text_evidence_note: str
     partial_time_note: str
@@ -206,7 +231,11 @@ class Wording:
     critical_priority: tuple[str, ...]
     pattern_order: tuple[str, ...]
     """Every card pattern, most urgent first (critical, then warning, then info, content order)."""
-    critical_actions_text: tuple[str, ...]
+    critical_next_steps: ByType
+    detail_budget: Mapping[str, int]
+    evidence_lines_max: int
+    dose_lines_max: int
+    episode_types: Mapping[str, Mapping[str, Any]]
     finding_labels: Mapping[str, str]
     procedure_labels: Mapping[str, str]
     laterality_labels: Mapping[str, str]
@@ -230,6 +259,9 @@ class Content:
     asra: AsraTable
     imaging: ImagingTable
     """Which MRI suggestion(s) a critical card offers (clinical-spec §3.1 imaging region)."""
+    episode_types: EpisodeTypes
+    card_urls: frozenset[str] = frozenset()
+    """Every URL a card may carry that comes from ``cards/`` (the sources' addresses)."""
 
     def service(self, service_id: str) -> ServiceDefinition | None:
         """The service with ``service_id``, if any."""
@@ -476,16 +508,23 @@ def _cross_check(docs: Mapping[str, Any]) -> list[tuple[str, str, str]]:
             if wanted not in ids:
                 problems.append(("rules.yaml", prefix, f"no wording for pattern {wanted!r}"))
         for i, card in enumerate(cards):
-            for key in card["sources"]:
-                if key not in sources:
-                    problems.append(
-                        ("rules.yaml", f"{prefix}[{i}].sources", f"unknown source {key!r}")
-                    )
-            for key in card.get("suggestions", ()):
-                if key not in suggestions:
-                    problems.append(
-                        ("rules.yaml", f"{prefix}[{i}].suggestions", f"unknown suggestion {key!r}")
-                    )
+            lists = [("sources", card["sources"], sources)]
+            lists += [
+                (f"sources_for.{kind}", keys, sources)
+                for kind, keys in card.get("sources_for", {}).items()
+            ]
+            lists.append(("suggestions", card.get("suggestions", ()), suggestions))
+            lists += [
+                (f"suggestions_for.{kind}", keys, suggestions)
+                for kind, keys in card.get("suggestions_for", {}).items()
+            ]
+            for where, keys, known in lists:
+                for key in keys:
+                    if key not in known:
+                        kind = "source" if where.startswith("sources") else "suggestion"
+                        problems.append(
+                            ("rules.yaml", f"{prefix}[{i}].{where}", f"unknown {kind} {key!r}")
+                        )
     for section, cards in sections.items():
         prefix = "$.critical.patterns" if section == "critical" else f"$.{section}"
         for i, card in enumerate(cards):
@@ -545,6 +584,13 @@ def _cross_check(docs: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     return problems
 
 
+def _rationale(items: list[Any]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    return tuple(
+        (item, ()) if isinstance(item, str) else (item["text"], tuple(item["for"]))
+        for item in items
+    )
+
+
 def _card_text(card: Mapping[str, Any]) -> CardText:
     return CardText(
         id=card["id"],
@@ -553,9 +599,12 @@ def _card_text(card: Mapping[str, Any]) -> CardText:
         headline=card["headline"],
         topic_code=card["topic"]["code"],
         topic_display=card["topic"]["display"],
-        detail=tuple(card["detail"]),
+        do_now={k: " ".join(v.split()) for k, v in card["do_now"].items()},
+        rationale=_rationale(card["rationale"]),
         sources=tuple(card["sources"]),
         suggestions=tuple(card.get("suggestions", ())),
+        sources_by_type={k: tuple(v) for k, v in card.get("sources_for", {}).items()},
+        suggestions_by_type={k: tuple(v) for k, v in card.get("suggestions_for", {}).items()},
     )
 
 
@@ -606,15 +655,19 @@ def _build(directory: Path, docs: Mapping[str, Any]) -> Content:
         card["id"]: _card_text(card) for card in (*critical, *rules["warning"], *rules["info"])
     }
     wording = Wording(
-        source_label=rules["source_label"],
         topic_system=rules["topic_system"],
+        topic_version_suffix=rules["topic_version_suffix"],
         disclaimer=" ".join(rules["disclaimer"].split()),
         text_evidence_note=rules["text_evidence_note"],
         partial_time_note=" ".join(rules["partial_time_note"].split()),
         cards=cards,
         critical_priority=tuple(card["id"] for card in critical),
         pattern_order=tuple(cards),
-        critical_actions_text=tuple(rules["critical"]["actions_text"]),
+        critical_next_steps={k: tuple(v) for k, v in rules["critical"]["next_steps"].items()},
+        detail_budget=dict(rules["detail_budget"]),
+        evidence_lines_max=int(rules["evidence_lines_max"]),
+        dose_lines_max=int(rules["dose_lines_max"]),
+        episode_types={k: dict(v) for k, v in rules["episode_types"].items()},
         finding_labels=dict(rules["finding_labels"]),
         procedure_labels=dict(rules["procedure_labels"]),
         laterality_labels=dict(rules["laterality_labels"]),
@@ -658,6 +711,8 @@ def _build(directory: Path, docs: Mapping[str, Any]) -> Content:
         imaging=ImagingTable.from_content(
             docs["suggestions"]["imaging"], docs["settings"]["limb_words"]["upper_limb"]
         ),
+        episode_types=EpisodeTypes.from_content(rules["episode_types"]),
+        card_urls=frozenset(s.url for s in sources.values() if s.url),
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -269,11 +269,16 @@ def build(directory: Path | None = None) -> RuleBook:
         Paragraph((Strong("Every card says: "), wording.disclaimer)),
         Bullets(
             (
-                (Strong("Card source label: "), wording.source_label),
+                (Strong("Card source label: "), "the label of the first source of its pattern"),
                 (Strong("When evidence came from uncoded text: "), wording.text_evidence_note),
                 (Strong("When a date is incomplete: "), wording.partial_time_note),
+                (
+                    Strong("Detail budget (characters): "),
+                    ", ".join(f"{k} {v}" for k, v in wording.detail_budget.items()),
+                ),
             )
         ),
+        *episode_type_blocks(content),
     ]
     sections = (
         ("critical", rules["critical"]["patterns"]),
@@ -286,50 +291,9 @@ def build(directory: Path | None = None) -> RuleBook:
             Paragraph((labels["indicators"].get(indicator, indicator),)),
         ]
         if indicator == "critical":
-            blocks += [
-                Paragraph((Strong("Next steps on every critical card"),)),
-                Bullets(tuple((line,) for line in wording.critical_actions_text)),
-            ]
+            blocks += next_steps_blocks(content)
         for entry in entries:
-            card = wording.cards[entry["id"]]
-            blocks += [
-                Heading(4, f"{card.rule} · {card.id}"),
-                Bullets(
-                    (
-                        (Strong("Rule: "), card.rule),
-                        (Strong("Pattern: "), Mono(card.id)),
-                        (Strong("Indicator: "), indicator),
-                        (Strong("Summary: "), card.summary),
-                        (Strong("Headline: "), card.headline),
-                        (Strong("Topic: "), card.topic_display, " (", Mono(card.topic_code), ")"),
-                    )
-                ),
-                Paragraph((Strong("Detail"),)),
-                Bullets(tuple((line,) for line in card.detail)),
-                Paragraph((Strong("Sources"),)),
-            ]
-            source_items: list[Text] = []
-            for key in card.sources:
-                source = content.sources[key]
-                cited: Inline = Link(source.label, source.url) if source.url else source.label
-                verified = sources_doc.get(key, {}).get("verified")
-                note = f" — checked: {verified}" if verified else ""
-                source_items.append((Mono(key), " ", cited, note))
-            blocks.append(Bullets(tuple(source_items)))
-            blocks.append(Paragraph((Strong("Suggestions"),)))
-            suggestion_items: list[Text] = []
-            for key in card.suggestions:
-                suggestion = content.suggestions[key]
-                recommended = " (recommended)" if suggestion.recommended else ""
-                for action in suggestion.actions:
-                    item: list[Inline] = [
-                        Strong(suggestion.label),
-                        f"{recommended}: {action.text} ({action.priority}); codes: ",
-                    ]
-                    for i, code in enumerate(action.coding):
-                        item += [*(("; ",) if i else ()), *code_text(code)]
-                    suggestion_items.append(tuple(item))
-            blocks.append(Bullets(tuple(suggestion_items) or (("none",),)))
+            blocks += pattern_blocks(content, entry["id"], indicator, sources_doc, code_text)
 
     # ---- imaging region (which MRI a critical card offers)
     imaging = content.imaging
@@ -542,6 +506,116 @@ def build(directory: Path | None = None) -> RuleBook:
     ]
     blocks = [b for b in blocks if not (isinstance(b, Paragraph) and b.text in ((), ("",)))]
     return RuleBook(labels["title"], content.version, tuple(blocks), tuple(warnings))
+
+
+# --------------------------------------------------------------------------- card patterns
+
+
+def type_label(content: content_module.Content, key: str) -> str:
+    """How the rule book names an episode type (``default``: every other type)."""
+    if key == "default":
+        return "Any other episode (default)"
+    return content.episode_types.labels.get(key, key)
+
+
+def episode_type_blocks(content: content_module.Content) -> list[Block]:
+    """What each episode type is, as the wording below refers to it."""
+    return [
+        Paragraph(
+            (
+                Strong("Episode types. "),
+                "Wording, next steps, sources and suggestions may depend on the kind of epidural; "
+                "a card uses the most specific entry for its episode.",
+            )
+        ),
+        Bullets(
+            tuple((Mono(key), " ", label) for key, label in content.episode_types.labels.items())
+        ),
+    ]
+
+
+def next_steps_blocks(content: content_module.Content) -> list[Block]:
+    """The steps shown under "Do now" on every critical card, by episode type."""
+    steps = content.wording.critical_next_steps
+    return [
+        Paragraph((Strong("Next steps on every critical card, by episode type"),)),
+        Bullets(
+            tuple(
+                (Strong(f"{type_label(content, key)}: "), " ".join(lines))
+                for key, lines in steps.items()
+            )
+        ),
+    ]
+
+
+def _only(content: content_module.Content, types: Iterable[str]) -> str:
+    names = [type_label(content, key) for key in types]
+    return f" (only for: {'; '.join(names)})" if names else ""
+
+
+def pattern_blocks(
+    content: content_module.Content,
+    pattern: str,
+    indicator: str,
+    sources_doc: Mapping[str, Any],
+    code_text: Callable[[Code], Text],
+) -> list[Block]:
+    """Everything about one card pattern: wording by episode type, rationale, sources, orders."""
+    card = content.wording.cards[pattern]
+    blocks: list[Block] = [
+        Heading(4, f"{card.rule} · {card.id}"),
+        Bullets(
+            (
+                (Strong("Rule: "), card.rule),
+                (Strong("Pattern: "), Mono(card.id)),
+                (Strong("Indicator: "), indicator),
+                (Strong("Summary: "), card.summary),
+                (Strong("Headline: "), card.headline),
+                (Strong("Topic: "), card.topic_display, " (", Mono(card.topic_code), ")"),
+            )
+        ),
+        Paragraph((Strong("Do now, by episode type"),)),
+        Bullets(tuple((Strong(f"{type_label(content, k)}: "), v) for k, v in card.do_now.items())),
+        Paragraph((Strong("Rationale"),)),
+        Bullets(tuple((text + _only(content, types),) for text, types in card.rationale)),
+    ]
+
+    def source_list(keys: Iterable[str]) -> Bullets:
+        items: list[Text] = []
+        for key in keys:
+            source = content.sources[key]
+            cited: Inline = Link(source.label, source.url) if source.url else source.label
+            verified = sources_doc.get(key, {}).get("verified")
+            note = f" — checked: {verified}" if verified else ""
+            items.append((Mono(key), " ", cited, note))
+        return Bullets(tuple(items))
+
+    blocks += [Paragraph((Strong("Sources (the first is the card's source label)"),))]
+    blocks.append(source_list(card.sources))
+    for kind, keys in card.sources_by_type.items():
+        blocks += [Paragraph((Strong(f"Sources for {type_label(content, kind)}"),))]
+        blocks.append(source_list(keys))
+
+    def plan_list(keys: Iterable[str]) -> Bullets:
+        items: list[Text] = []
+        for key in keys:
+            suggestion = content.suggestions[key]
+            for action in suggestion.actions:
+                item: list[Inline] = [
+                    Strong(suggestion.label),
+                    f": {action.text} ({action.priority}); codes: ",
+                ]
+                for i, code in enumerate(action.coding):
+                    item += [*(("; ",) if i else ()), *code_text(code)]
+                items.append(tuple(item))
+        return Bullets(tuple(items) or (("none",),))
+
+    blocks.append(Paragraph((Strong("Suggested plan (one choice)"),)))
+    blocks.append(plan_list(card.suggestions))
+    for kind, keys in card.suggestions_by_type.items():
+        blocks += [Paragraph((Strong(f"Suggested plan for {type_label(content, kind)}"),))]
+        blocks.append(plan_list(keys))
+    return blocks
 
 
 # --------------------------------------------------------------------------- Markdown

@@ -106,12 +106,18 @@ def test_version_and_every_card_pattern_appear(markdown: str, page: Page) -> Non
             assert card.summary in text
             assert card.headline in text
             assert f"{card.rule} · {card.id}" in text
-            for line in card.detail:
+            for line, _types in card.rationale:
                 assert " ".join(line.split()) in text
-            for key in card.sources:
+            for line in card.do_now.values():
+                assert line in text
+            sources = [*card.sources, *(k for ks in card.sources_by_type.values() for k in ks)]
+            for key in sources:
                 assert loaded.sources[key].label in text
-        for key in card.suggestions:
+        plans = [*card.suggestions, *(k for ks in card.suggestions_by_type.values() for k in ks)]
+        for key in plans:
             assert loaded.suggestions[key].label in page.text
+    for label in loaded.episode_types.labels.values():
+        assert label in page.text, "the rule book must say which episode types exist"
     urls = {s.url for s in loaded.sources.values() if s.url}
     assert urls <= set(page.links)
 

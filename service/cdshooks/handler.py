@@ -186,6 +186,8 @@ class HookHandler:
         if schemas.fast_check(schemas.HOOK_REQUEST) is None:
             raise RuntimeError("the hook request schema has no fast compiled check")
         self.fetch = fetch_settings(settings)
+        self.zone = settings.zone
+        self.public_base_url = settings.public_base_url or ""
         self.templates: dict[str, tuple[PrefetchTemplate, ...]] = {
             service.id: tuple(
                 PrefetchTemplate(p.key, p.query, p.required) for p in service.prefetch
@@ -237,11 +239,17 @@ class HookHandler:
         now: datetime | None = None,
         received_at: float | None = None,
         extra_allowed: tuple[str, ...] = (),
+        base_url: str = "",
     ) -> HookOutcome:
-        """Answer one hook call; raises a :class:`ServiceError` for every non-200 outcome."""
+        """Answer one hook call; raises a :class:`ServiceError` for every non-200 outcome.
+
+        ``base_url`` is the request's own base, used for the cards' rule-book links when no
+        ``EPIDURAL_CDS_PUBLIC_BASE_URL`` is set.
+        """
         received = time.monotonic() if received_at is None else received_at
+        base = self.public_base_url or base_url
         with collector_paused():
-            return self._answer(service_id, body, now, received, extra_allowed)
+            return self._answer(service_id, body, now, received, extra_allowed, base)
 
     def _answer(
         self,
@@ -250,6 +258,7 @@ class HookHandler:
         now: datetime | None,
         received: float,
         extra_allowed: tuple[str, ...],
+        base_url: str = "",
     ) -> HookOutcome:
         service = self.service(service_id)
         request = self.parse_request(service, body)
@@ -272,6 +281,8 @@ class HookHandler:
             encounter_id=context.get("encounterId"),
             now=now or datetime.now(UTC),
             incomplete_data=tuple(sorted({*resolved.unavailable, *resolved.partial})),
+            zone=self.zone,
+            base_url=base_url.rstrip("/"),
         )
         cards = engine.evaluate(record, self.content, ctx)
         return HookOutcome(

@@ -35,6 +35,7 @@ from service.errors import ConfigError, PayloadTooLarge, ServiceError, Unsupport
 from service.http import forwarded, metrics, observe, readiness, workbench
 from service.http.audit import AuditTrail
 from service.http.logjson import FIELDS
+from service.http.rule_book import register_rule_book
 from service.security.failures import AuthFailure
 from service.security.trust import ClientTrust, build_trust
 from service.store import SqlReplayGuard, create_store_engine, default_database_url, migrate
@@ -134,6 +135,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         max_age=600,
     )
     _register_routes(app)
+    register_rule_book(app, content)
     _register_openapi(app, openapi_document())
     _register_errors(app)
     workbench.register(app, app.extensions[EXTENSION_KEY])
@@ -200,6 +202,7 @@ def _register_routes(app: Flask) -> None:
             body,
             received_at=started,
             extra_allowed=current.trust.fhir_servers_for(client),
+            base_url=request.url_root,
         )
         call.answered(outcome.response["cards"], outcome.origins)
         log.info(

@@ -39,11 +39,20 @@ from tests.clinical.conftest import (
 
 
 def mri_keys(content: Content, card: dict[str, Any]) -> list[str]:
-    """The suggestion keys of a card's MRI orders, in order (by label)."""
+    """The suggestion keys of a card's MRI orders, in order (by label).
+
+    Each suggestion is one whole plan whose label joins its orders' labels with " + "
+    (at-most-one alternatives, issue 13), so the MRI of each plan is read from its parts.
+    """
     by_label = {t.label: key for key, t in content.suggestions.items()}
     mri = content.imaging.mri_keys
-    keys = [by_label[s["label"]] for s in card.get("suggestions", []) if s["label"] in by_label]
-    return [k for k in keys if k in mri]
+    keys = [
+        by_label[part]
+        for s in card.get("suggestions", [])
+        for part in s["label"].split(" + ")
+        if part in by_label
+    ]
+    return [k for k in dict.fromkeys(keys) if k in mri]
 
 
 def critical(content: Content, resources: list[dict[str, Any]], now: Any) -> dict[str, Any]:

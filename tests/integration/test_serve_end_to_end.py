@@ -120,10 +120,18 @@ def test_fetches_everything_and_answers_critical(
         (e["indicator"], e["summary"]) for e in expected
     ]
     detail = cards[0]["detail"]
+    evidence = cards[0]["extension"]["org.example.epidural-cds.evidence"]
     # Both Conditions arrived although, at one resource per page, one of them was only on page 2.
-    assert "Condition/s1-cond-leg-weakness-bilateral" in detail
-    assert "Condition/s1-cond-urinary-retention" in detail
-    assert "MedicationAdministration/s1-medadmin-enoxaparin" in detail
+    assert "Condition/s1-cond-leg-weakness-bilateral" in evidence
+    assert "Condition/s1-cond-urinary-retention" in evidence
+    assert "Enoxaparin 40 mg — given" in detail
+    # The card's rule-book link is absolute and served by the same gunicorn, as HTML.
+    rule_book = cards[0]["links"][-1]
+    assert rule_book["type"] == "absolute" and rule_book["url"].startswith(served)
+    page = requests.get(rule_book["url"], timeout=10)
+    assert page.status_code == 200 and page.headers["Content-Type"].startswith("text/html")
+    assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+    assert "R-01" in page.text
     mri = cards[0]["suggestions"][0]["actions"][0]["resource"]
     assert mri["priority"] == "stat" and mri["subject"] == {
         "reference": f"Patient/{s1_on_server['patientId']}"

@@ -22,9 +22,12 @@ from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
+from service.card_check import card_problems
 from service.cdshooks import schemas
+from service.content import load as load_content
 from service.fhir.local_search import bundle_resources
 from service.fhir.timeshift import shift_times
+from service.render import EXTENSION_KEY as EVIDENCE_EXTENSION
 from tests.protocol.conftest import (
     EXAMPLE_DIRS,
     JSON,
@@ -57,7 +60,9 @@ SPINE_MRI = {
     (LOINC, "30855-1"),
 }
 REASON_TYPES = {"Condition", "Observation", "DiagnosticReport", "DocumentReference"}
-DETAIL_REFERENCE = re.compile(r"`([A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64})`")
+BASE_URL = "http://localhost/"  # what the HTTP layer passes as the request's base
+RAW_REFERENCE = re.compile(r"\b[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}")
+TIME = re.compile(r"\b\d{4}-\d{2}-\d{2} \d{2}:\d{2}(?: ([+-]\d{2}:\d{2}))?")
 
 
 # Known service bugs, by example: the affected tests become strict xfails, so a fix shows up as
@@ -105,7 +110,9 @@ def evaluate(app: Flask) -> Callable[[Path], dict[str, Any]]:
     def run(example: Path) -> dict[str, Any]:
         if example.name not in cache:
             body = encode(make_request(app, example))
-            outcome = handler.handle(service_id(app), body, now=scenario_now(example))
+            outcome = handler.handle(
+                service_id(app), body, now=scenario_now(example), base_url=BASE_URL
+            )
             # Through JSON, as the HTTP layer sends it.
             cache[example.name] = json.loads(json.dumps(outcome.response))
         return cache[example.name]
@@ -247,8 +254,10 @@ def test_critical_cards_suggest_stat_orders(
     critical = [c for c in all_cards(evaluate(example)) if c["indicator"] == "critical"]
     assert critical
     for card in critical:
-        assert card["selectionBehavior"] == "any"
+        # Alternatives (MRI regions, with or without holding an anticoagulant) are one choice.
+        assert card["selectionBehavior"] == "at-most-one"
         assert card["suggestions"]
+        assert sum(1 for s in card["suggestions"] if s.get("isRecommended")) <= 1
         spine_mri = []
         for suggestion in card["suggestions"]:
             assert suggestion["label"].strip()
@@ -303,8 +312,9 @@ def test_text_only_evidence_says_uncoded_text(
 ) -> None:
     stored = resources_by_reference(example)
     for card in all_cards(evaluate(example)):
-        cited = [stored[ref] for ref in DETAIL_REFERENCE.findall(card["detail"]) if ref in stored]
-        assert cited, "the detail should cite the records it is based on"
+        refs = card["extension"][EVIDENCE_EXTENSION]
+        cited = [stored[ref] for ref in refs if ref in stored]
+        assert cited and len(cited) == len(refs), "the card should cite the records it rests on"
         uncoded = [r for r in cited if "code" in r and not r["code"].get("coding")]
         if uncoded:
             assert "uncoded text" in card["detail"].lower(), [r["id"] for r in uncoded]
@@ -329,6 +339,87 @@ def test_detail_shows_no_internal_identifiers(
     for card in all_cards(evaluate(example)):
         raw = re.findall(r"\*\*([a-z]+(?:_[a-z]+)+)\*\*", card["detail"])
         assert raw == [], f"snake_case identifiers shown to clinicians: {raw}"
+
+
+# -- bedside cards: safe, brief, action first, one zone, the guideline as source ----------------
+
+
+@pytest.mark.parametrize("example", WITH_CARDS)
+def test_cards_pass_the_response_check(
+    example: Path, evaluate: Callable[[Path], dict[str, Any]]
+) -> None:
+    content = load_content()
+    for card in all_cards(evaluate(example)):
+        prefix = card["links"][-1]["url"].rsplit("/", 1)[0] + "/"
+        assert card_problems(card, content.card_urls, (prefix,)) == []
+        assert "<" not in card["detail"].replace("<1 h", ""), "no raw angle bracket in detail"
+
+
+@pytest.mark.parametrize("example", WITH_CARDS)
+def test_cards_are_action_first_and_within_budget(
+    example: Path, evaluate: Callable[[Path], dict[str, Any]]
+) -> None:
+    content = load_content()
+    for card in all_cards(evaluate(example)):
+        detail = card["detail"]
+        lines = detail.splitlines()
+        assert lines[0].startswith("**Found:**") and " ago" in lines[0], lines[0]
+        assert lines[2].startswith("**Do now:**"), lines[2]
+        assert len(detail) <= content.wording.detail_budget[card["indicator"]]
+        assert RAW_REFERENCE.findall(detail) == [], "no raw FHIR ids in clinician text"
+        assert "verified" not in detail.lower(), "verification notes belong to the rule book"
+        heading = detail.split("**Found:** ", 1)[1].split(" — ", 1)[0]
+        for extra in ("**Also noted:**", "**Also matched:**"):
+            if extra in detail:
+                assert heading not in detail.split(extra, 1)[1].split("\n", 1)[0]
+
+
+@pytest.mark.parametrize("example", WITH_CARDS)
+def test_cards_link_the_guideline_and_the_rule_book(
+    example: Path, evaluate: Callable[[Path], dict[str, Any]]
+) -> None:
+    content = load_content()
+    labels = {s.label for s in content.sources.values()}
+    for card in all_cards(evaluate(example)):
+        assert card["source"]["label"] in labels, "source.label names the guideline"
+        assert content.version in card["source"]["topic"]["display"]
+        links = card["links"]
+        assert all(link["type"] == "absolute" for link in links)
+        rule_book = links[-1]["url"]
+        assert re.fullmatch(r"https?://[^/]+(/.*)?/rule-book/R-\d{2}", rule_book), rule_book
+        for link in links[:-1]:
+            assert link["url"] in content.card_urls
+
+
+@pytest.mark.parametrize("example", WITH_CARDS)
+def test_every_time_in_a_response_has_one_offset(
+    example: Path, evaluate: Callable[[Path], dict[str, Any]]
+) -> None:
+    details = " ".join(card["detail"] for card in all_cards(evaluate(example)))
+    offsets = {offset for offset in TIME.findall(details)}
+    assert "" not in offsets, "every time is shown with its offset"
+    assert len(offsets) <= 1, offsets
+
+
+def test_warfarin_card_cites_no_enoxaparin_notice(
+    evaluate: Callable[[Path], dict[str, Any]],
+) -> None:
+    example = next(p for p in EXAMPLE_DIRS if p.name == "s10-warfarin-inr-at-removal")
+    (card,) = all_cards(evaluate(example))
+    text = json.dumps({k: v for k, v in card.items() if k != "suggestions"}).lower()
+    assert "enoxaparin" not in text and "fda" not in text
+
+
+def test_no_obstetric_wording_after_an_injection(
+    evaluate: Callable[[Path], dict[str, Any]],
+) -> None:
+    for example in EXAMPLE_DIRS:
+        if not example.name.startswith(("s2", "s3", "s5", "s6", "s9", "s11", "s13", "s14")):
+            continue
+        for card in all_cards(evaluate(example)):
+            text = (card["detail"] + card["source"]["label"]).lower()
+            for word in ("childbirth", "obstetric", "infusion"):
+                assert word not in text, (example.name, word)
 
 
 # -- end to end through HTTP, at wall-clock time --------------------------------------------------
