@@ -21,15 +21,17 @@ from typing import Any
 import orjson
 from flask import Flask, Response, request
 from flask_cors import CORS
+from sqlalchemy import Engine
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from service import content as content_module
-from service.cdshooks import discovery
+from service.cdshooks import discovery, feedback
 from service.cdshooks.handler import HookHandler
 from service.cdshooks.outcome import FHIR_JSON, operation_outcome
 from service.config import Settings
 from service.content import Content
 from service.errors import ConfigError, PayloadTooLarge, ServiceError, UnsupportedMediaType
+from service.outcomes import setup as outcome_setup
 from service.security.failures import AuthFailure
 from service.security.trust import ClientTrust, build_trust
 from service.store import SqlReplayGuard, create_store_engine, default_database_url, migrate
@@ -74,8 +76,8 @@ def _settings(config: Settings | Mapping[str, Any] | None) -> Settings:
     return Settings.from_mapping(config)
 
 
-def _replay_guard(settings: Settings) -> SqlReplayGuard:
-    """The shared store's replay guard, with the schema migrated to the current version.
+def _store_engine(settings: Settings) -> Engine:
+    """The shared store's engine, with the schema migrated to the current version.
 
     Connections opened here are closed again before gunicorn forks its workers, which then open
     their own.
@@ -84,10 +86,14 @@ def _replay_guard(settings: Settings) -> SqlReplayGuard:
     if url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         url = default_database_url(settings.data_dir)
-    engine = create_store_engine(url)
+    engine = create_store_engine(
+        url,
+        pool_size=settings.database_pool_size,
+        connect_timeout_s=settings.database_connect_timeout,
+    )
     migrate(engine)
     engine.dispose()
-    return SqlReplayGuard(engine)
+    return engine
 
 
 def state() -> ServiceState:
@@ -105,7 +111,9 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     if problems:
         raise ConfigError("configuration not allowed:\n" + "\n".join(problems))
     content = content_module.load(settings.content_dir)
-    trust = build_trust(settings, _replay_guard(settings))
+    engine = _store_engine(settings)
+    trust = build_trust(settings, SqlReplayGuard(engine))
+    outcomes = outcome_setup.build(settings, content, engine)
     if trust.notice:
         log.warning("%s", trust.notice)
     app = Flask("epidural_cds", static_folder=None)
@@ -118,7 +126,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     document = discovery.document(content, notice=trust.notice)
     discovery_body = json.dumps(document, separators=(",", ":")).encode()
     app.extensions[EXTENSION_KEY] = ServiceState(
-        settings, content, HookHandler(content, settings), discovery_body, trust
+        settings, content, HookHandler(content, settings, outcomes.tracker), discovery_body, trust
     )
     CORS(
         app,
@@ -128,6 +136,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         max_age=600,
     )
     _register_routes(app)
+    feedback.register(app, outcomes)
     _register_openapi(app, openapi_document())
     _register_errors(app)
     return app

@@ -15,6 +15,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
+from service.outcomes import tables as _outcome_tables  # noqa: F401 - registers the tables
 from service.store import create_store_engine, metadata
 
 config = context.config
