@@ -4,7 +4,8 @@
 the code path of a hook call on a request file (or a FHIR Bundle plus ``--patient``) so an
 informaticist can see the cards without an EHR; ``check-content`` validates ``cards/`` and reports
 every problem by file and JSON path; ``import-valueset`` adds a VSAC expansion to a concept's code
-list; ``rule-book`` renders the whole clinical content as one document for clinical reviewers.
+list; ``rule-book`` renders the whole clinical content as one document for clinical reviewers;
+``report`` summarises card outcomes from the store and ``purge`` deletes what is past retention.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 from service import __version__
 from service.config import Settings
 from service.errors import ConfigError, ContentError, ServiceError
+from service.outcomes import commands as outcome_commands
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -97,6 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     vsac.add_argument("--concept", required=True, help="the concept to add the codes to")
     vsac.add_argument("--dir", type=Path, help="content directory (default: the shipped one)")
 
+    outcome_commands.add_commands(commands)
     book = commands.add_parser(
         "rule-book", help="render the whole clinical content as one document for reviewers"
     )
@@ -322,6 +325,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _import_valueset(args)
         if args.command == "rule-book":
             return _rule_book(args)
+        if args.command in ("report", "purge"):
+            return outcome_commands.run(args, settings)
         return _check_content(args)
     except ContentError as exc:
         print("epidural-cds: the clinical content is invalid:", file=sys.stderr)
