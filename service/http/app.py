@@ -21,7 +21,8 @@ from typing import Any
 import orjson
 from flask import Flask, Response, request
 from flask_cors import CORS
-from sqlalchemy import Engine
+from sqlalchemy import Engine, make_url
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from service import content as content_module
@@ -91,8 +92,14 @@ def _store_engine(settings: Settings) -> Engine:
         pool_size=settings.database_pool_size,
         connect_timeout_s=settings.database_connect_timeout,
     )
-    migrate(engine)
-    engine.dispose()
+    try:
+        migrate(engine)
+    except OperationalError as exc:
+        # Refuse to start, quickly (the connect timeout bounds this) and without a traceback.
+        shown = make_url(url).render_as_string(hide_password=True)
+        raise ConfigError(f"the store {shown} cannot be reached ({type(exc).__name__})") from None
+    finally:
+        engine.dispose()
     return engine
 
 

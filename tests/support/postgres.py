@@ -171,37 +171,52 @@ class PostgresServer:
             self.stop()
             raise
 
+    def _pg_ctl_start(self) -> None:
+        assert self._tmp is not None
+        options = " ".join(
+            [
+                "-c listen_addresses=127.0.0.1",
+                f"-c port={self.port}",
+                f"-c unix_socket_directories={_quote_for_pg_ctl(str(self._tmp))}",
+                "-c fsync=off",
+                "-c synchronous_commit=off",
+                "-c full_page_writes=off",
+            ]
+        )
+        self._run(
+            "pg_ctl",
+            "start",
+            "--pgdata",
+            str(self._datadir),
+            "--log",
+            str(self._logfile),
+            "--wait",
+            "--timeout",
+            str(self._startup_timeout_s),
+            "--silent",
+            "-o",
+            options,
+        )
+
+    def pause(self) -> None:
+        """Stop the server but keep its cluster and port: the database is "down" for clients."""
+        self._run(
+            "pg_ctl", "stop", "--pgdata", str(self._datadir), "--mode", "fast", "--wait",
+            "--timeout", "30", "--silent",
+        )  # fmt: skip
+
+    def resume(self) -> None:
+        """Start a paused server again, on the same port, with its data."""
+        self._pg_ctl_start()
+
     def _start_server(self) -> None:
         assert self._tmp is not None
         for attempt in range(_START_ATTEMPTS):
             # Another process may grab the port between our probe and the server's bind; then
             # postgres fails to start and we retry on another port.
             self.port = _free_port()
-            options = " ".join(
-                [
-                    "-c listen_addresses=127.0.0.1",
-                    f"-c port={self.port}",
-                    f"-c unix_socket_directories={_quote_for_pg_ctl(str(self._tmp))}",
-                    "-c fsync=off",
-                    "-c synchronous_commit=off",
-                    "-c full_page_writes=off",
-                ]
-            )
             try:
-                self._run(
-                    "pg_ctl",
-                    "start",
-                    "--pgdata",
-                    str(self._datadir),
-                    "--log",
-                    str(self._logfile),
-                    "--wait",
-                    "--timeout",
-                    str(self._startup_timeout_s),
-                    "--silent",
-                    "-o",
-                    options,
-                )
+                self._pg_ctl_start()
                 return
             except RuntimeError:
                 port_taken = "could not bind" in self.log_tail() or "in use" in self.log_tail()
