@@ -120,6 +120,7 @@ def register(app: Flask, outcomes: Outcomes) -> None:
             raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
         reports = parse(parse_json(body), keep_comments=outcomes.store_user_comments)
         try:
+            outcomes.tracker.writer.flush()  # cards this process sent are in the store first
             result = outcomes.store.record_feedback(service_id, reports, outcomes.policy)
         except SQLAlchemyError as exc:
             log.warning("feedback not stored, store unavailable (%s)", type(exc).__name__)

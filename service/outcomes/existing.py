@@ -10,13 +10,14 @@ silences the suggestion of a new one. A resource without a readable time does no
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from service.clinical import timing
 from service.clinical.answer import CardPlan
+from service.clinical.model import Finding
 from service.clinical.terminology import CodeIndex
 from service.fhir.record import PatientRecord
 from service.outcomes.policy import ExistingCare, OutcomePolicy
@@ -47,9 +48,9 @@ class UnderWay:
     at: datetime
 
 
-def onset(plan: CardPlan) -> datetime | None:
+def onset(plan: CardPlan, evidence: Sequence[Finding]) -> datetime | None:
     """The card's symptom onset: its earliest timed evidence, else the puncture, else unknown."""
-    times = [f.when.earliest for f in plan.evidence() if f.when.recorded]
+    times = [f.when.earliest for f in evidence if f.when.recorded]
     if times:
         return min(times)
     if plan.episode.punctured.recorded:
@@ -75,10 +76,16 @@ def _coded(resource: Mapping[str, Any], rtype: str, concept: str, codes: CodeInd
 
 
 def find(
-    plan: CardPlan, record: PatientRecord, policy: OutcomePolicy, codes: CodeIndex
+    plan: CardPlan,
+    evidence: Sequence[Finding],
+    record: PatientRecord,
+    policy: OutcomePolicy,
+    codes: CodeIndex,
 ) -> list[UnderWay]:
     """For each care item of the policy, the newest resource showing it under way, if any."""
-    since = onset(plan)
+    if not any(record.of_type(t) for c in policy.existing_care for t in c.resource_types):
+        return []
+    since = onset(plan, evidence)
     if since is None:
         return []
     found: list[UnderWay] = []

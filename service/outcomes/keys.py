@@ -15,23 +15,30 @@ a higher severity or a new pattern each give a new fingerprint, and the card sho
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import hmac
 import os
 import secrets
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from service.clinical.answer import CardPlan
+from service.clinical.model import Finding
 from service.fhir.record import PatientRecord
 
 _SEP = "\x1f"
 
 
+@functools.lru_cache(maxsize=4096)
 def patient_key(secret: bytes, patient_id: str) -> str:
-    """HMAC-SHA256 of the patient id under ``secret``, as 64 hex digits."""
+    """HMAC-SHA256 of the patient id under ``secret``, as 64 hex digits.
+
+    Cached per process (a chart is opened many times a day; the worker holds the id in memory
+    during the call anyway), which saves a fresh HMAC object on the hot path.
+    """
     return hmac.new(secret, patient_id.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
@@ -47,18 +54,24 @@ def _version(record_index: Mapping[str, Mapping[str, Any]], reference: str) -> s
 
 def resource_index(record: PatientRecord, references: set[str]) -> dict[str, Mapping[str, Any]]:
     """The record's resources named in ``references`` (``Type/id``), looked up once."""
-    wanted_types = {ref.split("/", 1)[0] for ref in references}
+    wanted: dict[str, set[str]] = {}
+    for ref in references:
+        rtype, _, rid = ref.partition("/")
+        wanted.setdefault(rtype, set()).add(rid)
     found: dict[str, Mapping[str, Any]] = {}
-    for rtype in wanted_types:
+    for rtype, ids in wanted.items():
         for resource in record.of_type(rtype):
-            ref = f"{rtype}/{resource.get('id')}"
-            if ref in references:
-                found[ref] = resource
+            found_id = resource.get("id")
+            if found_id in ids:
+                found[f"{rtype}/{found_id}"] = resource
     return found
 
 
-def fingerprint(plan: CardPlan, versions: Mapping[str, Mapping[str, Any]]) -> str:
-    """The evidence fingerprint of one card plan (64 hex digits)."""
+def fingerprint(
+    plan: CardPlan, evidence: Sequence[Finding], versions: Mapping[str, Mapping[str, Any]]
+) -> str:
+    """The evidence fingerprint of one card plan (64 hex digits); ``evidence`` is
+    ``plan.evidence()``, computed once by the caller."""
     parts = [
         plan.primary.rule,
         plan.indicator,
@@ -66,7 +79,7 @@ def fingerprint(plan: CardPlan, versions: Mapping[str, Mapping[str, Any]]) -> st
         str(plan.episode.source),
         _version(versions, str(plan.episode.source)),
     ]
-    for finding in plan.evidence():
+    for finding in evidence:
         source = str(finding.source)
         parts.append(
             _SEP.join(
@@ -84,9 +97,9 @@ def fingerprint(plan: CardPlan, versions: Mapping[str, Mapping[str, Any]]) -> st
     return hashlib.sha256("\x1e".join(parts).encode("utf-8")).hexdigest()
 
 
-def evidence_references(plan: CardPlan) -> set[str]:
+def evidence_references(plan: CardPlan, evidence: Sequence[Finding]) -> set[str]:
     """Every resource reference a plan's fingerprint looks up."""
-    return {str(plan.episode.source), *(str(f.source) for f in plan.evidence())}
+    return {str(plan.episode.source), *(str(f.source) for f in evidence)}
 
 
 def load_secret(configured: str | None, data_dir: Path) -> tuple[bytes, bool]:

@@ -3,12 +3,13 @@
 For each call with cards: compute the patient key and each card's evidence fingerprint, read the
 patient's suppression state (one query), hold back a card whose fingerprint a clinician marked
 "plan in place" within the window for its indicator, take out suggestions that care under way
-or an earlier acceptance makes redundant, and record every card (shown or held back).
+or an earlier acceptance makes redundant, and queue every card (shown or held back) for the
+batch writer (:mod:`service.outcomes.writer`).
 
 Store down: the state read fails, so nothing is held back and no suggestion is dropped for an
 earlier acceptance (the card shows as if no feedback existed, which says nothing false), and the
-recording is skipped with a warning; the hook still answers. Care under way comes from the
-record itself and works without the store.
+batch writer drops what it cannot write, with a warning; the hook still answers. Care under
+way comes from the record itself and works without the store.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from service.outcomes.policy import OutcomePolicy
 from service.outcomes.records import CARD_SUBJECT, SUGGESTION_SUBJECT, IssuedCard, StateRow
 from service.outcomes.rewrite import kind_of, rewrite, suggestion_kinds
 from service.outcomes.store import CardStore
+from service.outcomes.writer import CardWriter
 
 log = logging.getLogger(__name__)
 HOUR = 3600.0
@@ -83,6 +85,7 @@ class OutcomeTracker:
         self.secret = secret
         self.windows = windows
         self.kinds = suggestion_kinds(content)
+        self.writer = CardWriter(store)
 
     def apply(
         self,
@@ -97,18 +100,26 @@ class OutcomeTracker:
             return Applied([], 0, True)
         at = time.time() if now is None else now
         patient = keys.patient_key(self.secret, record.patient_id)
-        references = set().union(*(keys.evidence_references(p) for p, _ in pairs))
+        evidence = [plan.evidence() for plan, _ in pairs]
+        references: set[str] = set()
+        for (plan, _), found in zip(pairs, evidence, strict=True):
+            references |= keys.evidence_references(plan, found)
         versions = keys.resource_index(record, references)
-        prints = [keys.fingerprint(plan, versions) for plan, _ in pairs]
+        prints = [
+            keys.fingerprint(plan, found, versions)
+            for (plan, _), found in zip(pairs, evidence, strict=True)
+        ]
         state, store_ok = self._state(patient, service_id, at)
         accepted = self._accepted(state, at)
         out: list[dict[str, Any]] = []
         issued: list[IssuedCard] = []
         suppressed = 0
-        for (plan, card), print_ in zip(pairs, prints, strict=True):
+        for (plan, card), print_, found in zip(pairs, prints, evidence, strict=True):
             hold = self._held(state.get(CARD_SUBJECT + print_), plan.indicator, at)
             if not hold:
-                under_way = existing.find(plan, record, self.policy, self.content.lexicon.codes)
+                under_way = existing.find(
+                    plan, found, record, self.policy, self.content.lexicon.codes
+                )
                 card = rewrite(
                     card,
                     under_way=under_way,
@@ -123,14 +134,7 @@ class OutcomeTracker:
             issued.append(
                 self._issued(service_id, hook_instance, patient, plan, card, print_, at, not hold)
             )
-        if store_ok:
-            try:
-                self.store.record(issued)
-            except SQLAlchemyError as exc:
-                log.warning(
-                    "could not record issued cards (%s); answering anyway", type(exc).__name__
-                )
-                store_ok = False
+        self.writer.put(issued)
         return Applied(out, suppressed, store_ok)
 
     def _state(self, patient: str, service_id: str, at: float) -> tuple[dict[str, StateRow], bool]:
