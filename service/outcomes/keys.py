@@ -62,7 +62,7 @@ def resource_index(record: PatientRecord, references: set[str]) -> dict[str, Map
     for rtype, ids in wanted.items():
         for resource in record.of_type(rtype):
             found_id = resource.get("id")
-            if found_id in ids:
+            if isinstance(found_id, str) and found_id in ids:
                 found[f"{rtype}/{found_id}"] = resource
     return found
 

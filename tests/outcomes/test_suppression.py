@@ -98,3 +98,15 @@ def test_critical_cards_follow_their_own_window_when_it_is_set(tmp_path: Path) -
     [card] = hook(app, S1)
     send_feedback(app, overridden(card, "specialist-involved", later(S1, 0.1)))
     assert hook(app, S1, now=later(S1, 0.5)) == []
+
+
+def test_a_resource_with_a_malformed_id_does_not_break_the_fingerprint(tmp_path: Path) -> None:
+    # Found by the fuzz test: an id that is a JSON object (unhashable) in an evidence type.
+    odd = {
+        "resourceType": "Condition",
+        "id": {"not": "an id"},
+        "subject": {"reference": "Patient/s1-patient"},
+        "code": {"text": "odd"},
+    }
+    cards = hook(outcome_app(tmp_path), S1, extra=[odd])
+    assert [c["indicator"] for c in cards] == ["critical"]
