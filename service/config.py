@@ -84,11 +84,12 @@ class Settings:
         },
     )
     database_pool_size: int = field(
-        default=2,
+        default=3,
         metadata={
             "help": (
-                "Store connections each worker process keeps (set it to `--threads`); "
-                "workers x (size + 1) must stay below the database's max_connections."
+                "Store connections per worker process: at least `--threads` + 2 (each request "
+                "thread and the card writer keep one); workers x (size + 1) must stay below "
+                "the database's max_connections."
             )
         },
     )

@@ -102,8 +102,9 @@ def default_database_url(data_dir: Path) -> str:
 
 #: Seconds a PostgreSQL connection attempt may take before it fails (startup must not hang).
 DEFAULT_CONNECT_TIMEOUT_S = 3
-#: Connections each process keeps open; a sync gunicorn worker handles one call at a time.
-DEFAULT_POOL_SIZE = 2
+#: Connections each process keeps open: a sync gunicorn worker's request thread and card writer
+#: each hold one (service/outcomes), and the replay guard and feedback borrow a third.
+DEFAULT_POOL_SIZE = 3
 
 
 def create_store_engine(

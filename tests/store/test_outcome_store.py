@@ -119,3 +119,14 @@ def test_purge_deletes_only_what_is_past_retention(engine: Engine) -> None:
     assert deleted["issued_cards"] == 1 and deleted["issued_suggestions"] == 1
     with engine.connect() as conn:
         assert conn.execute(select(issued_cards.c.card_uuid)).scalars().all() == ["new"]
+
+
+def test_postgresql_pool_and_connect_timeout_follow_the_settings() -> None:
+    from sqlalchemy.pool import QueuePool
+
+    from service.store import create_store_engine
+
+    engine = create_store_engine("postgresql://u@db.example/cds", pool_size=5, connect_timeout_s=2)
+    assert isinstance(engine.pool, QueuePool)
+    assert engine.pool.size() == 5 and engine.pool._max_overflow == 1
+    assert engine.pool._timeout == 2
