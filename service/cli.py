@@ -6,7 +6,8 @@ informaticist can see the cards without an EHR; ``check-content`` validates ``ca
 every problem by file and JSON path; ``import-valueset`` adds a VSAC expansion to a concept's code
 list; ``rule-book`` renders the whole clinical content as one document for clinical reviewers;
 ``migrate`` brings the store to the current schema (the Kubernetes migration Job);
-``config-reference`` writes the configuration reference from the settings table.
+``config-reference`` writes the configuration reference from the settings table;
+``report`` summarises card outcomes from the store and ``purge`` deletes what is past retention.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 from service import __version__
 from service.config import Settings
 from service.errors import ConfigError, ContentError, ServiceError
+from service.outcomes import commands as outcome_commands
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -115,6 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     vsac.add_argument("--concept", required=True, help="the concept to add the codes to")
     vsac.add_argument("--dir", type=Path, help="content directory (default: the shipped one)")
 
+    outcome_commands.add_commands(commands)
     book = commands.add_parser(
         "rule-book", help="render the whole clinical content as one document for reviewers"
     )
@@ -484,6 +487,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _config_reference(args)
         if args.command == "migrate":
             return _migrate(settings)
+
+        if args.command in ("report", "purge"):
+            return outcome_commands.run(args, settings)
         return _check_content(args)
     except ContentError as exc:
         print("epidural-cds: the clinical content is invalid:", file=sys.stderr)

@@ -85,6 +85,70 @@ class Settings:
             )
         },
     )
+    database_pool_size: int = field(
+        default=3,
+        metadata={
+            "help": (
+                "Store connections per worker process: at least `--threads` + 2 (each request "
+                "thread and the card writer keep one); workers x (size + 1) must stay below "
+                "the database's max_connections."
+            )
+        },
+    )
+    database_connect_timeout: int = field(
+        default=3,
+        metadata={
+            "help": "Seconds to connect to PostgreSQL; startup fails rather than hang past it."
+        },
+    )
+    patient_key_secret: str | None = field(
+        default=None,
+        repr=False,
+        metadata={
+            "help": (
+                "Secret for the pseudonymous patient key (HMAC-SHA256 of the patient id) in the "
+                "outcome store; the same on every replica. Unset: a random one is kept in the "
+                "data directory (then suppression does not carry across hosts)."
+            )
+        },
+    )
+    suppression_window_hours: float = field(
+        default=24.0,
+        metadata={
+            "help": (
+                "Hours a warning or info card stays held back after a 'plan in place' override "
+                "for the same evidence; 0 = never."
+            )
+        },
+    )
+    suppression_critical_window_hours: float = field(
+        default=0.0,
+        metadata={
+            "help": "The same for critical cards; 0 (the default) = critical cards always show."
+        },
+    )
+    accepted_suggestion_hours: float = field(
+        default=72.0,
+        metadata={
+            "help": (
+                "Hours an accepted suggestion is not offered again for the patient (the card "
+                "says it was accepted instead); 0 = offer it again."
+            )
+        },
+    )
+    store_user_comments: bool = field(
+        default=False,
+        metadata={"help": "Keep feedback `userComment` free text (may hold PHI); off by default."},
+    )
+    retention_days: int = field(
+        default=400,
+        metadata={
+            "help": (
+                "Days issued cards and feedback are kept; `epidural-cds purge` deletes older "
+                "rows (defaults to this)."
+            )
+        },
+    )
     allow_dev_on_network: bool = field(
         default=False,
         metadata={"help": "Let the development profile bind an address other than loopback."},
@@ -397,6 +461,15 @@ def _database_url(value: Any) -> str | None:
     return url
 
 
+def _secret(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    text = str(value)
+    if len(text) < 16:
+        raise ValueError("use at least 16 characters")
+    return text
+
+
 def _servers(value: Any) -> tuple[str, ...]:
     from service.fhir.outbound import OutboundRefused, canonical_server
 
@@ -481,6 +554,14 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "data_dir": Path,
     "database_url": _database_url,
     "allow_dev_on_network": _bool,
+    "database_pool_size": _positive(int),
+    "database_connect_timeout": _positive(int),
+    "patient_key_secret": _secret,
+    "suppression_window_hours": _non_negative,
+    "suppression_critical_window_hours": _non_negative,
+    "accepted_suggestion_hours": _non_negative,
+    "store_user_comments": _bool,
+    "retention_days": _positive(int),
     "fhir_allowed_servers": _servers,
     "fhir_allow_http": _bool,
     "fhir_allow_private_addresses": _bool,

@@ -10,6 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from service.clinical import answer, episodes, findings, medications, rules
+from service.clinical.answer import CardPlan
 from service.content import Content
 from service.fhir.record import PatientRecord
 from service.render import RenderContext, render
@@ -17,6 +18,13 @@ from service.render import RenderContext, render
 
 def evaluate(record: PatientRecord, content: Content, ctx: RenderContext) -> list[dict[str, Any]]:
     """The cards for one patient at ``ctx.now`` (an empty list when nothing applies)."""
+    return [card for _, card in evaluate_plans(record, content, ctx)]
+
+
+def evaluate_plans(
+    record: PatientRecord, content: Content, ctx: RenderContext
+) -> list[tuple[CardPlan, dict[str, Any]]]:
+    """Each card with the plan it was rendered from (feedback keys suppression on the plan)."""
     lexicon, settings = content.lexicon, content.settings
     meds = medications.collect(
         record.of_type("MedicationAdministration"), record.of_type("MedicationRequest"), lexicon
@@ -31,4 +39,4 @@ def evaluate(record: PatientRecord, content: Content, ctx: RenderContext) -> lis
     matches = rules.evaluate(chart, settings)
     plans = answer.plan(matches, content.wording.pattern_order)
     orders = {f"MedicationRequest/{r.get('id')}": r for r in record.of_type("MedicationRequest")}
-    return render(plans, content, replace(ctx, orders=orders), meds)
+    return list(zip(plans, render(plans, content, replace(ctx, orders=orders), meds), strict=True))

@@ -489,6 +489,7 @@ def build(directory: Path | None = None) -> RuleBook:
             tuple(((Mono(code),), (display,)) for code, display in wording.override_reasons),
         ),
     ]
+    blocks += _feedback_blocks(content)
     # ---- every source, cited or not
     blocks += [
         Heading(2, "Sources"),
@@ -616,6 +617,52 @@ def pattern_blocks(
         blocks += [Paragraph((Strong(f"Suggested plan for {type_label(content, kind)}"),))]
         blocks.append(plan_list(keys))
     return blocks
+
+
+def _feedback_blocks(content: content_module.Content) -> list[Block]:
+    """cards/outcomes.yaml: which override reasons suppress, what replaces which suggestion."""
+    from service.outcomes import policy as outcome_policy
+
+    found = outcome_policy.load(content)
+    rules = sorted(found.plan_in_place, key=lambda r: (r != "default", r))
+    return [
+        Heading(2, "Feedback and suppression"),
+        Paragraph(
+            (
+                "After an override with one of these reasons, the same card for the same "
+                "evidence is held back for EPIDURAL_CDS_SUPPRESSION_WINDOW_HOURS (critical "
+                "cards: EPIDURAL_CDS_SUPPRESSION_CRITICAL_WINDOW_HOURS, off by default); any "
+                "new or changed evidence shows it again at once. Accepting a suggestion counts "
+                f"as a plan in place: {'yes' if found.accepted_is_plan_in_place else 'no'}.",
+            )
+        ),
+        Table(
+            ("Rule", "Plan-in-place reasons"),
+            tuple(((Mono(rule),), (_words(sorted(found.plan_in_place[rule])),)) for rule in rules),
+        ),
+        Heading(3, "Care already under way"),
+        Table(
+            ("Care", "Code list", "Resources", "Replaces suggestions", "Shown instead"),
+            tuple(
+                (
+                    (Mono(care.id),),
+                    (Mono(care.concept),),
+                    (_words(care.resource_types),),
+                    (_words(care.replaces),),
+                    (care.line,),
+                )
+                for care in found.existing_care
+            ),
+        ),
+        Table(
+            ("Resource", "Statuses that count"),
+            tuple(
+                ((Mono(rtype),), (_words(f"{code}: {word}" for code, word in words.items()),))
+                for rtype, words in found.states.items()
+            ),
+        ),
+        Paragraph(("Instead of a suggestion accepted before: ", found.accepted_line)),
+    ]
 
 
 # --------------------------------------------------------------------------- Markdown

@@ -100,7 +100,19 @@ def default_database_url(data_dir: Path) -> str:
     return f"sqlite:///{Path(data_dir)}/epidural-cds.sqlite3"
 
 
-def create_store_engine(url: str) -> Engine:
+#: Seconds a PostgreSQL connection attempt may take before it fails (startup must not hang).
+DEFAULT_CONNECT_TIMEOUT_S = 3
+#: Connections each process keeps open: a sync gunicorn worker's request thread and card writer
+#: each hold one (service/outcomes), and the replay guard and feedback borrow a third.
+DEFAULT_POOL_SIZE = 3
+
+
+def create_store_engine(
+    url: str,
+    *,
+    pool_size: int = DEFAULT_POOL_SIZE,
+    connect_timeout_s: int = DEFAULT_CONNECT_TIMEOUT_S,
+) -> Engine:
     """Create an engine configured for safe use by many processes at once.
 
     SQLite: every connection gets WAL journaling (readers never block the writer), a 5 s busy
@@ -125,6 +137,11 @@ def create_store_engine(url: str) -> Engine:
     SQLAlchemy would then pick psycopg2, which we do not ship; they are mapped to psycopg 3
     (``postgresql+psycopg://``). ``pool_pre_ping`` drops connections that a database restart
     or failover closed while they sat in the pool, instead of failing a request with them.
+    Every gunicorn worker is a process with its own pool, so the pool is small (``pool_size``
+    per process, at most one more on overflow): ``workers x (pool_size + 1)`` must stay below the
+    server's ``max_connections``. ``connect_timeout_s`` bounds a connection attempt to a dead or
+    unreachable server, and ``pool_timeout`` bounds the wait for a free pooled connection, so
+    neither startup nor a hook call hangs on the store.
     """
     parsed = make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
@@ -134,7 +151,14 @@ def create_store_engine(url: str) -> Engine:
         engine = create_engine(parsed)
         event.listen(engine, "connect", _configure_sqlite_connection)
         return engine
-    return create_engine(parsed, pool_pre_ping=True)
+    return create_engine(
+        parsed,
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        max_overflow=1,
+        pool_timeout=connect_timeout_s,
+        connect_args={"connect_timeout": connect_timeout_s},
+    )
 
 
 def _configure_sqlite_connection(
@@ -208,7 +232,9 @@ def migrate(engine: Engine) -> None:
         # env.py picks this connection up; as it is already in a transaction, Alembic leaves
         # committing to us.
         config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+        # "heads": revisions developed side by side (each with down_revision "0001") are all
+        # applied, before and after a merge revision joins them.
+        command.upgrade(config, "heads")
         connection.commit()
 
 

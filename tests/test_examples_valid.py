@@ -154,7 +154,9 @@ def test_expected_cards(example: tuple[Path, dict[str, Any], dict[str, Any]]) ->
     cards = scenario["expected"]["cards"]
     assert isinstance(cards, list)
     for card in cards:
-        assert set(card) == {"indicator", "summary"}
+        assert {"indicator", "summary"} <= set(card) <= {"indicator", "summary", "suggestions"}
+        labels = card.get("suggestions", [])
+        assert isinstance(labels, list) and all(isinstance(x, str) and x for x in labels)
         assert card["indicator"] in INDICATORS
         assert 0 < len(card["summary"]) < 140, len(card["summary"])
     # clinical-spec §3.2: at most one critical card per patient per call.

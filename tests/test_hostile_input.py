@@ -302,7 +302,7 @@ def test_security_headers_on_every_answer(
     elif call == "hook-415":
         response = post(client, url, valid, "text/json")
     else:
-        monkeypatch.setattr(service.engine, "evaluate", _broken_engine)
+        monkeypatch.setattr(service.engine, "evaluate_plans", _broken_engine)
         response = post(client, url, valid)
     expected_status = int(call.split("-")[1])
     assert response.status_code == expected_status, response.get_data(as_text=True)

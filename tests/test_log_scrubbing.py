@@ -262,7 +262,7 @@ def test_internal_error_500(
     def broken(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
         raise RuntimeError(f"evaluation failed for {PATIENT_ID} ({GIVEN} {FAMILY}): {NOTE}")
 
-    monkeypatch.setattr(service.engine, "evaluate", broken)
+    monkeypatch.setattr(service.engine, "evaluate_plans", broken)
     response = post(app, phi_request(app))
     assert response.status_code == 500
     assert PATIENT_ID not in response.get_data(as_text=True)  # never to the caller
@@ -279,7 +279,7 @@ def test_internal_error_500_without_phi_in_the_message(
     def broken(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
         raise RuntimeError("evaluation failed")
 
-    monkeypatch.setattr(service.engine, "evaluate", broken)
+    monkeypatch.setattr(service.engine, "evaluate_plans", broken)
     assert post(app, phi_request(app)).status_code == 500
     text = captured()
     # The log keeps the exception type and the frames (code, not values), not the message.

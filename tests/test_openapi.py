@@ -37,6 +37,7 @@ EMBEDDED = {
     "HookRequest": schemas.HOOK_REQUEST,
     "HookResponse": schemas.HOOK_RESPONSE,
     "DiscoveryResponse": schemas.DISCOVERY_RESPONSE,
+    "FeedbackRequest": schemas.FEEDBACK_REQUEST,
 }
 ERROR_STATUSES = ("400", "401", "404", "405", "412", "413", "415", "500")
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -170,6 +171,7 @@ def test_bearer_jwt_on_cds_hooks_endpoints_and_open_elsewhere() -> None:
     security = {(p, m): op.get("security") for p, m, op in _operations()}
     assert security[("/cds-services", "get")] == [{"cdsHooksJwt": []}]
     assert security[("/cds-services/{service_id}", "post")] == [{"cdsHooksJwt": []}]
+    assert security[("/cds-services/{service_id}/feedback", "post")] == [{"cdsHooksJwt": []}]
     assert security[("/healthz", "get")] == []
     assert security[("/openapi.json", "get")] == []
     assert "security" not in DOCUMENT  # no global default that an operation could inherit

@@ -33,6 +33,7 @@ from service.fhir.prefetch import (
     resolve_prefetch,
 )
 from service.fhir.record import PatientRecord
+from service.outcomes.tracker import OutcomeTracker
 from service.render import RenderContext
 
 log = logging.getLogger(__name__)
@@ -180,8 +181,12 @@ def collector_paused() -> Iterator[None]:
 class HookHandler:
     """Runs hook calls against one content set and one configuration."""
 
-    def __init__(self, content: Content, settings: Settings) -> None:
+    def __init__(
+        self, content: Content, settings: Settings, outcomes: OutcomeTracker | None = None
+    ) -> None:
+        """``outcomes``, when given, applies clinicians' feedback and records the cards sent."""
         self.content = content
+        self.outcomes = outcomes
         # Compile the request schema now, at startup, not on the first hook call.
         if schemas.fast_check(schemas.HOOK_REQUEST) is None:
             raise RuntimeError("the hook request schema has no fast compiled check")
@@ -284,7 +289,18 @@ class HookHandler:
             zone=self.zone,
             base_url=base_url.rstrip("/"),
         )
-        cards = engine.evaluate(record, self.content, ctx)
+        pairs = engine.evaluate_plans(record, self.content, ctx)
+        if self.outcomes is None:
+            cards = [card for _, card in pairs]
+        else:
+            cards = self.outcomes.apply(
+                service_id,
+                str(request["hookInstance"]),
+                record,
+                pairs,
+                now=ctx.now.timestamp(),
+                zone=ctx.zone,
+            ).cards
         return HookOutcome(
             response={"cards": cards},
             hook_instance=str(request["hookInstance"]),

@@ -21,12 +21,13 @@ from typing import Any
 import orjson
 from flask import Flask, Response, request
 from flask_cors import CORS
-from sqlalchemy import Engine
+from sqlalchemy import Engine, make_url
+from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from service import content as content_module
 from service.audit_store import SqlAuditSink
-from service.cdshooks import discovery
+from service.cdshooks import discovery, feedback
 from service.cdshooks.handler import HookHandler
 from service.cdshooks.outcome import FHIR_JSON, operation_outcome
 from service.config import Settings
@@ -36,6 +37,7 @@ from service.http import forwarded, metrics, observe, readiness, workbench
 from service.http.audit import AuditTrail
 from service.http.logjson import FIELDS
 from service.http.rule_book import register_rule_book
+from service.outcomes import setup as outcome_setup
 from service.security.failures import AuthFailure
 from service.security.trust import ClientTrust, build_trust
 from service.store import SqlReplayGuard, create_store_engine, default_database_url, migrate
@@ -80,8 +82,9 @@ def _settings(config: Settings | Mapping[str, Any] | None) -> Settings:
     return Settings.from_mapping(config)
 
 
-def _store(settings: Settings) -> Engine:
-    """The shared store (replay guard, audit records), migrated to the current schema.
+def _store_engine(settings: Settings) -> Engine:
+    """The shared store (replay guard, audit records, card outcomes), migrated to the current
+    schema.
 
     Connections opened here are closed again before gunicorn forks its workers, which then open
     their own.
@@ -90,9 +93,19 @@ def _store(settings: Settings) -> Engine:
     if url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         url = default_database_url(settings.data_dir)
-    engine = create_store_engine(url)
-    migrate(engine)
-    engine.dispose()
+    engine = create_store_engine(
+        url,
+        pool_size=settings.database_pool_size,
+        connect_timeout_s=settings.database_connect_timeout,
+    )
+    try:
+        migrate(engine)
+    except OperationalError as exc:
+        # Refuse to start, quickly (the connect timeout bounds this) and without a traceback.
+        shown = make_url(url).render_as_string(hide_password=True)
+        raise ConfigError(f"the store {shown} cannot be reached ({type(exc).__name__})") from None
+    finally:
+        engine.dispose()
     return engine
 
 
@@ -111,8 +124,9 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     if problems:
         raise ConfigError("configuration not allowed:\n" + "\n".join(problems))
     content = content_module.load(settings.content_dir)
-    engine = _store(settings)
+    engine = _store_engine(settings)
     trust = build_trust(settings, SqlReplayGuard(engine))
+    outcomes = outcome_setup.build(settings, content, engine)
     if trust.notice:
         log.warning("%s", trust.notice)
     app = Flask("epidural_cds", static_folder=None)
@@ -125,7 +139,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     document = discovery.document(content, notice=trust.notice)
     discovery_body = json.dumps(document, separators=(",", ":")).encode()
     app.extensions[EXTENSION_KEY] = ServiceState(
-        settings, content, HookHandler(content, settings), discovery_body, trust
+        settings, content, HookHandler(content, settings, outcomes.tracker), discovery_body, trust
     )
     CORS(
         app,
@@ -136,6 +150,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     )
     _register_routes(app)
     register_rule_book(app, content)
+    feedback.register(app, outcomes)
     _register_openapi(app, openapi_document())
     _register_errors(app)
     workbench.register(app, app.extensions[EXTENSION_KEY])

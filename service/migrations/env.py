@@ -16,6 +16,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 import service.audit_store  # noqa: F401 - registers audit_records in the metadata
+from service.outcomes import tables as _outcome_tables  # noqa: F401 - registers the tables
 from service.store import create_store_engine, metadata
 
 config = context.config

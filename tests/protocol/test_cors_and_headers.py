@@ -147,7 +147,7 @@ def test_security_headers_on_every_response(
         def broken(*args: object, **kwargs: object) -> list[object]:
             raise RuntimeError("boom")
 
-        monkeypatch.setattr(service.engine, "evaluate", broken)
+        monkeypatch.setattr(service.engine, "evaluate_plans", broken)
         response = client.post(service_url(app), data=body, content_type=JSON)
         assert response.status_code == 500
     elif call == "preflight":

@@ -378,7 +378,7 @@ def test_internal_failure_is_500_not_empty_cards(
     def broken(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(service.engine, "evaluate", broken)
+    monkeypatch.setattr(service.engine, "evaluate_plans", broken)
     response = post(client, service_url(app), make_request(app, S1))
     outcome = assert_operation_outcome(response, 500)
     assert "cards" not in outcome

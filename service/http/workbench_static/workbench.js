@@ -69,23 +69,45 @@ function safeUrl(text) {
   }
 }
 
-function inline(text) {
+// CommonMark backslash escapes (the service escapes record text with them) are set aside as
+// private-use characters before tokenising, so "\*" never opens emphasis; text nodes get the
+// character back, and the character references the service writes (&lt; &gt; &amp; &quot;)
+// are decoded into text, never parsed as markup.
+const ESCAPED_BASE = 0xe000;
+const ENTITIES = { lt: "<", gt: ">", amp: "&", quot: '"', "#39": "'" };
+
+function protect(text) {
+  return text.replace(/\\([!-\/:-@\[-`{-~])/g, (_, c) => String.fromCharCode(ESCAPED_BASE + c.charCodeAt(0)));
+}
+
+function plain(text) {
+  return text
+    .replace(/[\ue000-\ue07f]/g, (ch) => String.fromCharCode(ch.charCodeAt(0) - ESCAPED_BASE))
+    .replace(/&(lt|gt|amp|quot|#39);/g, (_, name) => ENTITIES[name]);
+}
+
+function literal(text) {
+  // Inside a code span CommonMark keeps backslashes and references as written.
+  return text.replace(/[\ue000-\ue07f]/g, (ch) => "\\" + String.fromCharCode(ch.charCodeAt(0) - ESCAPED_BASE));
+}
+
+function inline(raw) {
   // Tokens: `code`, **strong**, *em* / _em_, [label](http-url). Anything else is plain text.
   const out = document.createDocumentFragment();
   const pattern = /(`[^`]+`)|(\*\*[^*]+\*\*)|(\*[^*\s][^*]*\*)|(\b_[^_]+_\b)|(\[[^\]]+\]\([^)\s]+\))/;
-  let rest = text;
+  let rest = protect(raw);
   while (rest.length) {
     const match = pattern.exec(rest);
-    if (!match) { out.append(document.createTextNode(rest)); break; }
-    if (match.index) out.append(document.createTextNode(rest.slice(0, match.index)));
+    if (!match) { out.append(document.createTextNode(plain(rest))); break; }
+    if (match.index) out.append(document.createTextNode(plain(rest.slice(0, match.index))));
     const token = match[0];
-    if (match[1]) out.append(el("code", {}, token.slice(1, -1)));
+    if (match[1]) out.append(el("code", {}, literal(token.slice(1, -1))));
     else if (match[2]) { const s = el("strong"); s.append(inline(token.slice(2, -2))); out.append(s); }
     else if (match[3] || match[4]) { const e = el("em"); e.append(inline(token.slice(1, -1))); out.append(e); }
     else {
       const close = token.indexOf("](");
-      const label = token.slice(1, close);
-      const href = safeUrl(token.slice(close + 2, -1));
+      const label = plain(token.slice(1, close));
+      const href = safeUrl(plain(token.slice(close + 2, -1)));
       if (href) out.append(el("a", { href, target: "_blank", rel: "noopener noreferrer" }, label));
       else out.append(document.createTextNode(label));
     }
