@@ -171,6 +171,8 @@ def _flatten(doc: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, An
 def _value(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(str(item) for item in value)  # word lists (limb_words)
     return str(value)
 
 
