@@ -20,8 +20,8 @@ from typing import Any
 
 import orjson
 
-from service import engine
-from service.cdshooks import schemas
+from service import engine, order_engine
+from service.cdshooks import draft_orders, schemas
 from service.config import Settings
 from service.content import Content, ServiceDefinition
 from service.errors import InvalidRequest, NotFound
@@ -204,9 +204,10 @@ class HookHandler:
         """The validated request document for ``service``."""
         request = parse_json(body)
         schemas.validate(schemas.HOOK_REQUEST, request)
-        if request["hook"] != service.hook:
+        if self.content.service(service.id, request["hook"]) is None:
+            answers = " and ".join(repr(h) for h in self.content.hooks_of(service.id))
             raise InvalidRequest(
-                f"service {service.id!r} answers the {service.hook!r} hook, not {request['hook']!r}"
+                f"service {service.id!r} answers the {answers} hook, not {request['hook']!r}"
             )
         return dict(request)
 
@@ -253,8 +254,11 @@ class HookHandler:
     ) -> HookOutcome:
         service = self.service(service_id)
         request = self.parse_request(service, body)
-        resolved = self.resolve(service, request, received, extra_allowed)
         context = request["context"]
+        hook = str(request["hook"])
+        # Drafts are read before any data is fetched: an unreadable draft list is a 400.
+        drafts = draft_orders.judged(hook, context) if hook in draft_orders.ORDER_HOOKS else None
+        resolved = self.resolve(service, request, received, extra_allowed)
         patient_id = str(context["patientId"])
         record = PatientRecord.from_resources(
             patient_id, (r for key in resolved.resources for r in resolved.resources[key])
@@ -272,7 +276,10 @@ class HookHandler:
             now=now or datetime.now(UTC),
             incomplete_data=tuple(sorted({*resolved.unavailable, *resolved.partial})),
         )
-        cards = engine.evaluate(record, self.content, ctx)
+        if drafts is None:
+            cards = engine.evaluate(record, self.content, ctx)
+        else:
+            cards = order_engine.evaluate_orders(record, drafts, self.content, ctx)
         return HookOutcome(
             response={"cards": cards},
             hook_instance=str(request["hookInstance"]),
