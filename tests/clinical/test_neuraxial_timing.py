@@ -223,3 +223,13 @@ def test_inr_is_read_from_the_record(content: Content) -> None:
     (verdict,) = judge(content, chart, [draft(WARFARIN, "warfarin 5 mg")], h(48))
     assert verdict.timing.inr == 1.8 and verdict.timing.earliest is None
     assert isinstance(chart_of(chart, content, h(48)).findings, Findings)
+
+
+def test_patient_view_checks_a_catheter_compatible_dose_against_the_puncture(
+    content: Content,
+) -> None:
+    # Low-dose LMWH may be given with a catheter, but not within 12 h of the puncture.
+    dose = med_admin(ENOXAPARIN_40, text="enoxaparin 40 mg", at=h(4))
+    r03 = r03_of([catheter(status="in-progress"), dose], content, h(5))
+    params = dict(next(f for f in r03.facts if f.key == "fact_dose_after").params)
+    assert params["event_phrase"] == "event_puncture" and params["interval"] == "12 h"
