@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from service.errors import ConfigError
 
@@ -149,6 +150,15 @@ class Settings:
         default=False,
         metadata={
             "help": "Allow FHIR servers on loopback or private addresses (local test servers only)."
+        },
+    )
+    facility_timezone: str | None = field(
+        default=None,
+        metadata={
+            "help": (
+                "IANA time zone of the facility (e.g. `America/Chicago`): order cards give the "
+                "earliest safe dose time in it and in UTC. Unset: UTC only, and the card says so."
+            )
         },
     )
     log_level: str = field(default="INFO", metadata={"help": "Python logging level."})
@@ -350,6 +360,17 @@ def _level(value: Any) -> str:
     return level
 
 
+def _timezone(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    name = str(value).strip()
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone name") from None
+    return name
+
+
 _PARSERS: dict[str, Callable[[Any], Any]] = {
     "content_dir": _path,
     "max_body_bytes": _positive(int),
@@ -376,4 +397,5 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "fhir_allow_http": _bool,
     "fhir_allow_private_addresses": _bool,
     "log_level": _level,
+    "facility_timezone": _timezone,
 }

@@ -133,7 +133,9 @@ class _Card:
             lines.append(self.say(d, "interval"))
         lines.append(self.say(d, "earliest" if timing.earliest is not None else "no_earliest"))
         lines.append(
-            self.say(d, "zone", zone=str(self.zone)) if self.zone_set else self.say(d, "zone_unset")
+            self.say(d, "zone", zone=escape_markdown(str(self.zone)))
+            if self.zone_set
+            else self.say(d, "zone_unset")
         )
         note = timing.exposure.interval.note
         if note:  # content (asra.yaml), like every other word here

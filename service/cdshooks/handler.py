@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import accumulate
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 
@@ -186,6 +187,8 @@ class HookHandler:
         if schemas.fast_check(schemas.HOOK_REQUEST) is None:
             raise RuntimeError("the hook request schema has no fast compiled check")
         self.fetch = fetch_settings(settings)
+        # Order cards state the earliest safe time in the facility's zone too, when configured.
+        self.zone = ZoneInfo(settings.facility_timezone) if settings.facility_timezone else None
         self.templates: dict[str, tuple[PrefetchTemplate, ...]] = {
             service.id: tuple(
                 PrefetchTemplate(p.key, p.query, p.required) for p in service.prefetch
@@ -279,7 +282,7 @@ class HookHandler:
         if drafts is None:
             cards = engine.evaluate(record, self.content, ctx)
         else:
-            cards = order_engine.evaluate_orders(record, drafts, self.content, ctx)
+            cards = order_engine.evaluate_orders(record, drafts, self.content, ctx, self.zone)
         return HookOutcome(
             response={"cards": cards},
             hook_instance=str(request["hookInstance"]),

@@ -11,6 +11,7 @@ HTTP route reads the wall clock.
 from __future__ import annotations
 
 import copy
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from flask.testing import FlaskClient
 from werkzeug.test import TestResponse
 
 from service.cdshooks import schemas
+from service.config import Settings
+from service.errors import ConfigError
 from service.fhir.timeshift import shift_times
 from service.render_orders import escape_markdown, reference_markdown
 from tests.protocol.conftest import (
@@ -29,11 +32,15 @@ from tests.protocol.conftest import (
     assert_operation_outcome,
     delta_to_present,
     encode,
+    example_service_id,
     load_bundle,
     load_scenario,
     make_hook_request,
+    scenario_now,
+    service_state,
     service_url,
 )
+from tests.support.apps import dev_app
 
 ORDERS = "/cds-services/epidural-anticoagulant-orders"
 ENOXAPARIN_AFTER_REMOVAL = EXAMPLES / "o1-enoxaparin-2h-after-catheter-removal"
@@ -242,3 +249,26 @@ def test_every_order_scenario_names_its_hook() -> None:
     orders = [p for p in EXAMPLES.iterdir() if p.name.startswith("o") and p.is_dir()]
     assert len(orders) >= 8
     assert all(load_scenario(p)["hook"] in ("order-select", "order-sign") for p in orders)
+
+
+def test_facility_time_zone_gives_local_time_and_utc() -> None:
+    """With EPIDURAL_CDS_FACILITY_TIMEZONE set, the earliest time is local (and UTC in the
+    detail); the scenario's 12:00 UTC is 06:00 in Chicago in November."""
+    zoned = dev_app(facility_timezone="America/Chicago")
+    body = encode(make_hook_request(zoned, ENOXAPARIN_AFTER_REMOVAL))
+    handler = service_state(zoned).handler
+    outcome = handler.handle(
+        example_service_id(zoned, ENOXAPARIN_AFTER_REMOVAL),
+        body,
+        now=scenario_now(ENOXAPARIN_AFTER_REMOVAL),
+    )
+    (card,) = json.loads(json.dumps(outcome.response))["cards"]
+    assert "first dose not before 2026-11-30 06:00 CST" in card["summary"]
+    assert "2026-11-30 06:00 CST (2026-11-30 12:00 UTC)" in card["detail"]
+    assert "America/Chicago" in card["detail"] and "no facility time zone" not in card["detail"]
+
+
+def test_an_unknown_facility_time_zone_is_refused_at_startup() -> None:
+    with pytest.raises(ConfigError, match="EPIDURAL_CDS_FACILITY_TIMEZONE"):
+        Settings.from_mapping({"facility_timezone": "Mars/Olympus_Mons"})
+    assert Settings.from_mapping({"facility_timezone": ""}).facility_timezone is None
