@@ -272,3 +272,30 @@ def test_an_unknown_facility_time_zone_is_refused_at_startup() -> None:
     with pytest.raises(ConfigError, match="EPIDURAL_CDS_FACILITY_TIMEZONE"):
         Settings.from_mapping({"facility_timezone": "Mars/Olympus_Mons"})
     assert Settings.from_mapping({"facility_timezone": ""}).facility_timezone is None
+
+
+def test_every_order_summary_stays_under_140_characters() -> None:
+    """CDS Hooks: summary < 140 characters, for the longest drug, dose class, event and zone."""
+    from service import content as content_module
+
+    loaded = content_module.load()
+    words = loaded.orders
+    dose_classes = [
+        loaded.wording.phrases[k] for k in ("dose_low", "dose_high", "dose_assumed_high")
+    ]
+    for template in words.summaries.values():
+        for rule in loaded.asra.drugs.values():
+            for dose_class in dose_classes:
+                for event in words.events.values():
+                    summary = template.format_map(
+                        {
+                            "drug_title": rule.names[0].title(),
+                            "dose_class": dose_class,
+                            "interval": "240 h",
+                            "event": event,
+                            "time_local": "2026-11-30 12:00 AKST",
+                            "inr": "12.5",
+                            "limit": "1.5",
+                        }
+                    )
+                    assert len(summary) < 140, summary
