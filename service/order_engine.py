@@ -40,6 +40,6 @@ def evaluate_orders(
         record.of_type("Condition"), record.of_type("Observation"), lexicon, settings, ctx.now
     )
     verdicts = order_check.judge(
-        drafts, index, procedures, observed, lexicon, content.asra, settings, ctx.now
+        drafts, index, procedures, observed, lexicon, content.asra, settings, ctx.now, meds
     )
     return [render_order_card(v, content, ctx, zone) for v in verdicts]

@@ -81,6 +81,8 @@ class _Card:
             "limit": f"{content.settings.inr_removal_max:g}",
             "procedure": content.wording.procedure_labels[verdict.episode.procedure_class],
             "puncture": self.both(verdict.episode.punctured.latest),
+            "days": _hours(content.settings.heparin_days_needing_platelets.total_seconds() / 3600),
+            "hours": _hours(content.settings.platelets_before.total_seconds() / 3600),
         }
         self.values["order"] = reference_markdown(verdict.reference)
         self.values["procedure_ref"] = reference_markdown(str(verdict.episode.source))
@@ -100,7 +102,9 @@ class _Card:
 
     def summary(self) -> str:
         timing = self.verdict.timing
-        if timing.inr is not None:
+        if not self.verdict.conflicts:
+            key = "heparin_platelets"
+        elif timing.inr is not None:
             key = "warfarin_inr"
         elif timing.catheter_forbidden:
             key = "catheter_forbidden" if timing.earliest is None else "catheter_forbidden_timed"
@@ -129,9 +133,12 @@ class _Card:
             lines.append(self.say(d, "inr_rule"))
         elif timing.before_removal:
             lines.append(self.say(d, "before_removal"))
-        if timing.interval:
-            lines.append(self.say(d, "interval"))
-        lines.append(self.say(d, "earliest" if timing.earliest is not None else "no_earliest"))
+        if verdict.platelets_missing:
+            lines.append(self.say(d, "platelets_rule"))
+        if verdict.conflicts:
+            if timing.interval:
+                lines.append(self.say(d, "interval"))
+            lines.append(self.say(d, "earliest" if timing.earliest is not None else "no_earliest"))
         lines.append(
             self.say(d, "zone", zone=escape_markdown(str(self.zone)))
             if self.zone_set
@@ -226,6 +233,8 @@ def _suggestions(verdict: DraftVerdict, card: _Card, ctx: RenderContext) -> list
     resource_id = verdict.resource.get("id")
     if not isinstance(resource_id, str) or not resource_id:
         return []  # an update or delete must name the draft
+    if not verdict.conflicts:
+        return []  # only the platelet count is missing: the draft's timing is fine
     s = card.words.suggestions
     out: list[dict[str, Any]] = []
     earliest = verdict.timing.earliest

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from service.clinical import fields, neuraxial_timing
+from service.clinical.antithrombotics import heparin_course
 from service.clinical.asra import AsraTable
 from service.clinical.findings import Findings
 from service.clinical.lexicon import Lexicon
@@ -39,6 +40,14 @@ class DraftVerdict:
     timing_given: bool
     """Whether the draft said when to start; otherwise the first dose was taken to be now."""
     planned_removal: datetime | None = None
+    platelets_missing: bool = False
+    """A heparin draft after more than 4 days of heparin, with the catheter still to come out and
+    no platelet count in the last 24 h (R-03 e, the same course definition as patient-view)."""
+
+    @property
+    def conflicts(self) -> bool:
+        """Whether the card is about the first dose's timing (not only the platelet count)."""
+        return self.timing.conflicts
 
 
 def first_dose(resource: Mapping[str, Any]) -> When | None:
@@ -89,9 +98,29 @@ def _latest_inr(findings: Findings, episode: Episode) -> float | None:
     return amount
 
 
+def _platelets_missing(
+    episode: Episode,
+    at: datetime,
+    planned: datetime | None,
+    heparin: Sequence[MedicationEvent],
+    findings: Findings,
+    settings: ClinicalSettings,
+) -> bool:
+    """R-03 e on an order: more heparin while a catheter is still to be removed, after a course
+    of more than 4 days, and no platelet count in the last 24 h."""
+    if not neuraxial_timing.catheter_in_at(episode, at, planned):
+        return False
+    if not heparin_course(heparin, at, settings):
+        return False
+    recent = at - settings.platelets_before
+    return not any(recent <= f.when.latest <= at for f in findings.of("platelets"))
+
+
 def _worse(a: DraftVerdict | None, b: DraftVerdict) -> DraftVerdict:
     if a is None:
         return b
+    if a.conflicts != b.conflicts:
+        return a if a.conflicts else b
     if b.timing.earliest is None:
         return b if a.timing.earliest is not None or b.timing.catheter_forbidden else a
     if a.timing.earliest is None:
@@ -108,9 +137,18 @@ def judge(
     table: AsraTable,
     settings: ClinicalSettings,
     now: datetime,
+    medications: Sequence[MedicationEvent] = (),
 ) -> list[DraftVerdict]:
-    """The drafts (in their order) whose proposed first dose is earlier than ASRA allows."""
+    """The drafts (in their order) whose proposed first dose is earlier than ASRA allows, or
+    that continue a heparin course of more than 4 days with no recent platelet count."""
     out: list[DraftVerdict] = []
+    heparin = [
+        e
+        for e in medications
+        if ANTITHROMBOTIC in e.classes
+        and (x := table.classify(e)) is not None
+        and x.drug.key.startswith("heparin")
+    ]
     for resource in drafts:
         proposed = first_dose(resource)
         event = from_draft_order(resource, lexicon, proposed or When.at(now))
@@ -131,7 +169,10 @@ def judge(
                 inr=_latest_inr(findings, episode),
                 inr_limit=settings.inr_removal_max,
             )
-            if not timing.conflicts:
+            platelets = exposure.drug.key.startswith("heparin") and _platelets_missing(
+                episode, at, planned, heparin, findings, settings
+            )
+            if not timing.conflicts and not platelets:
                 continue
             verdict = DraftVerdict(
                 reference=f"MedicationRequest/{resource.get('id')}",
@@ -141,6 +182,7 @@ def judge(
                 timing=timing,
                 timing_given=proposed is not None,
                 planned_removal=planned,
+                platelets_missing=platelets,
             )
             worst = _worse(worst, verdict)
         if worst is not None:

@@ -296,6 +296,30 @@ def test_every_order_summary_stays_under_140_characters() -> None:
                             "time_local": "2026-11-30 12:00 AKST",
                             "inr": "12.5",
                             "limit": "1.5",
+                            "days": "4 d",
+                            "hours": "24 h",
                         }
                     )
                     assert len(summary) < 140, summary
+
+
+def test_a_recent_platelet_count_silences_the_heparin_course_card(app: Flask) -> None:
+    example = EXAMPLES / "o9-heparin-after-5-days-no-platelet-count"
+    handler = service_state(app).handler
+    now = scenario_now(example)
+
+    def cards_for(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+        body = encode(make_hook_request(app, example, bundle=bundle))
+        outcome = handler.handle(example_service_id(app, example), body, now=now)
+        found: list[dict[str, Any]] = outcome.response["cards"]
+        return found
+
+    bundle = load_bundle(example)
+    (card,) = cards_for(bundle)
+    assert card["indicator"] == "warning" and "suggestions" not in card
+    recent = copy.deepcopy(bundle)
+    platelets = next(
+        e["resource"] for e in recent["entry"] if e["resource"]["resourceType"] == "Observation"
+    )
+    platelets["effectiveDateTime"] = "2026-11-30T06:00:00+00:00"  # 3 h before now
+    assert cards_for(recent) == []
