@@ -522,6 +522,7 @@ def _port(value: Any) -> int | None:
         raise ValueError(f"expected a TCP port (1-65535), got {value!r}")
     return number
 
+
 def _timezone(value: Any) -> str:
     name = str(value).strip()
     try:

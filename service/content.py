@@ -46,6 +46,7 @@ FILES = (
     "sources",
     "suggestions",
     "asra",
+    "orders",
 )
 CODES_PLACEHOLDER = "${codes}"
 # Code lists: one FHIR ValueSet per concept, valuesets/<concept>.json, validated by
@@ -245,6 +246,19 @@ class Wording:
 
 
 @dataclass(frozen=True)
+class OrderWording:
+    """What ``orders.yaml`` says about the order-select and order-sign cards."""
+
+    topic_code: str
+    topic_display: str
+    sources: tuple[str, ...]
+    summaries: Mapping[str, str]
+    events: Mapping[str, str]
+    detail: Mapping[str, str]
+    suggestions: Mapping[str, str]
+
+
+@dataclass(frozen=True)
 class Content:
     """The validated clinical content, ready for the hot path."""
 
@@ -260,12 +274,24 @@ class Content:
     imaging: ImagingTable
     """Which MRI suggestion(s) a critical card offers (clinical-spec §3.1 imaging region)."""
     episode_types: EpisodeTypes
+    orders: OrderWording
+    """Wording of the order-hook cards (``orders.yaml``)."""
     card_urls: frozenset[str] = frozenset()
     """Every URL a card may carry that comes from ``cards/`` (the sources' addresses)."""
 
-    def service(self, service_id: str) -> ServiceDefinition | None:
-        """The service with ``service_id``, if any."""
-        return next((s for s in self.services if s.id == service_id), None)
+    def service(self, service_id: str, hook: str | None = None) -> ServiceDefinition | None:
+        """The service with ``service_id`` (for ``hook``, when given), if any.
+
+        One id may be advertised for several hooks (CDS Hooks 2.0 §Discovery), so a call is
+        routed on its id and on the body's ``hook``.
+        """
+        return next(
+            (s for s in self.services if s.id == service_id and hook in (None, s.hook)), None
+        )
+
+    def hooks_of(self, service_id: str) -> tuple[str, ...]:
+        """Every hook ``service_id`` is advertised for, in content order."""
+        return tuple(s.hook for s in self.services if s.id == service_id)
 
 
 def default_directory() -> Path:
@@ -475,7 +501,19 @@ def _cross_check(docs: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     for language, spec in context["languages"].items():
         for conflict in context_conflicts(spec, words):
             problems.append(("context.yaml", f"$.languages.{language}", conflict))
+    first_of: dict[str, Mapping[str, Any]] = {}
     for s_index, service in enumerate(docs["service"]["services"]):
+        same = first_of.setdefault(service["id"], service)
+        if same is not service and (
+            same["hook"] == service["hook"] or same["prefetch"] != service["prefetch"]
+        ):
+            problems.append(
+                (
+                    "service.yaml",
+                    f"$.services[{s_index}]",
+                    "entries sharing an id need different hooks and the same prefetch",
+                )
+            )
         for key, entry in service["prefetch"].items():
             path = f"$.services[{s_index}].prefetch.{key}"
             has_placeholder = CODES_PLACEHOLDER in entry["query"]
@@ -496,6 +534,9 @@ def _cross_check(docs: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     rules = docs["rules"]
     sources = docs["sources"]["sources"]
     suggestions = docs["suggestions"]["suggestions"]
+    for i, key in enumerate(docs["orders"]["sources"]):
+        if key not in sources:
+            problems.append(("orders.yaml", f"$.sources[{i}]", f"unknown source {key!r}"))
     sections = {
         "critical": rules["critical"]["patterns"],
         "warning": rules["warning"],
@@ -713,6 +754,22 @@ def _build(directory: Path, docs: Mapping[str, Any]) -> Content:
         ),
         episode_types=EpisodeTypes.from_content(rules["episode_types"]),
         card_urls=frozenset(s.url for s in sources.values() if s.url),
+        orders=_order_wording(docs["orders"]),
+    )
+
+
+def _order_wording(doc: Mapping[str, Any]) -> OrderWording:
+    def flat(section: str) -> dict[str, str]:
+        return {key: " ".join(str(value).split()) for key, value in doc[section].items()}
+
+    return OrderWording(
+        topic_code=doc["topic_code"],
+        topic_display=doc["topic_display"],
+        sources=tuple(doc["sources"]),
+        summaries=flat("summaries"),
+        events=flat("events"),
+        detail=flat("detail"),
+        suggestions=flat("suggestions"),
     )
 
 

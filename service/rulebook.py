@@ -14,6 +14,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -480,6 +481,8 @@ def build(directory: Path | None = None) -> RuleBook:
         ),
     ]
 
+    blocks += _asra_blocks(content, labels["asra"])
+
     # ---- override reasons
     blocks += [
         Heading(2, "Override reasons"),
@@ -663,6 +666,71 @@ def _feedback_blocks(content: content_module.Content) -> list[Block]:
         ),
         Paragraph(("Instead of a suggestion accepted before: ", found.accepted_line)),
     ]
+
+
+
+def _hours(value: timedelta | None) -> str:
+    # Exact hours, as signed off (cards round them for reading).
+    if value is None:
+        return "as before puncture"
+    return f"{value.total_seconds() / 3600.0:g} h"
+
+
+def _asra_blocks(content: content_module.Content, labels: Mapping[str, Any]) -> list[Block]:
+    """The ASRA table (asra.yaml) as signed off, and the order-hook cards it drives."""
+    rows: list[tuple[Text, ...]] = []
+    for rule in content.asra.drugs.values():
+        classes = (
+            [("high", rule.high)] if rule.low is None else [("low", rule.low), ("high", rule.high)]
+        )
+        for dose_class, interval in classes:
+            limit = ""
+            if rule.low is not None and rule.low_dose_max_mg is not None:
+                limit = f" (≤ {rule.low_dose_max_mg:g} mg)" if dose_class == "low" else ""
+            if rule.low is not None and rule.low_dose_max_units is not None:
+                limit = f" (≤ {rule.low_dose_max_units:g} units)" if dose_class == "low" else ""
+            rows.append(
+                (
+                    (
+                        Strong(rule.key.replace("_", " ")),
+                        "" if rule.names == (rule.key,) else f" ({', '.join(rule.names)})",
+                    ),
+                    (f"{dose_class}{limit}",),
+                    (_hours(interval.before),),
+                    (_hours(interval.before_removal),),
+                    ("yes" if interval.catheter_allowed else "no",),
+                    (_hours(interval.after_puncture),),
+                    (_hours(interval.after_removal),),
+                    (interval.note or "",),
+                )
+            )
+    orders = content.orders
+    sources = [content.sources[k] for k in orders.sources]
+    blocks: list[Block] = [
+        Heading(2, labels["heading"]),
+        Paragraph((" ".join(labels["introduction"].split()),)),
+        Paragraph(
+            (
+                Strong("Sources: "),
+                *(
+                    part
+                    for i, source in enumerate(sources)
+                    for part in (
+                        ("; " if i else ""),
+                        Link(source.label, source.url) if source.url else source.label,
+                    )
+                ),
+            )
+        ),
+        Table(tuple(labels["columns"]), tuple(rows)),
+    ]
+    if "orders_heading" in labels:
+        blocks += [
+            Heading(3, labels["orders_heading"]),
+            Paragraph((" ".join(labels.get("orders_introduction", "").split()),)),
+            Bullets(tuple((Strong(f"{key}: "), text) for key, text in orders.summaries.items())),
+        ]
+    return blocks
 
 
 # --------------------------------------------------------------------------- Markdown

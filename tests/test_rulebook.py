@@ -257,3 +257,19 @@ def test_rule_book_cli(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("# ")
+
+
+def test_asra_table_and_order_cards_appear(markdown: str, page: Page) -> None:
+    """Issue 17: the rule book shows the interval table a clinician signs off (every drug, both
+    dose classes, exact hours) with its ASRA sources, and the order-hook card wording."""
+    loaded = content_module.load()
+    for text in (markdown, page.text):
+        assert "ASRA antithrombotic intervals around neuraxial procedures" in text
+        assert loaded.sources["ASRA4"].label in text and loaded.sources["ASRA5"].label in text
+        for summary in loaded.orders.summaries.values():
+            assert summary in text
+    rows = [line for line in markdown.splitlines() if line.startswith("| **")]
+    drugs = {row.split("**")[1] for row in rows}
+    assert {key.replace("_", " ") for key in loaded.asra.drugs} <= drugs
+    (enoxaparin_high,) = [r for r in rows if r.startswith("| **enoxaparin** | high")]
+    assert "| 24 h | as before puncture | no | 24 h | 4 h |" in enoxaparin_high

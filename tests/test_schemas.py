@@ -267,6 +267,14 @@ ORDER_SIGN_REQUEST: dict[str, Any] = {
             change(ORDER_SIGN_REQUEST, ("context", "draftOrders", "type"), DELETE),
             id="order-sign-bundle-without-type",
         ),
+        pytest.param(
+            change(
+                ORDER_SIGN_REQUEST,
+                ("context", "draftOrders"),
+                {"resourceType": "MedicationRequest", "id": "single", "status": "draft"},
+            ),
+            id="order-sign-single-resource-not-bundle",
+        ),
     ],
 )
 def test_request_valid(instance: dict[str, Any]) -> None:
@@ -413,7 +421,7 @@ def test_request_valid(instance: dict[str, Any]) -> None:
         ),
         pytest.param(
             change(ORDER_SIGN_REQUEST, ("context", "draftOrders", "resourceType"), "Parameters"),
-            "const",
+            "enum",
             id="order-sign-draftOrders-not-bundle",
         ),
         pytest.param(

@@ -20,8 +20,8 @@ from typing import Any
 
 import orjson
 
-from service import correlation, engine
-from service.cdshooks import schemas
+from service import correlation, engine, order_engine
+from service.cdshooks import draft_orders, schemas
 from service.config import Settings
 from service.content import Content, ServiceDefinition
 from service.errors import InvalidRequest, NotFound
@@ -211,9 +211,10 @@ class HookHandler:
         """The validated request document for ``service``."""
         request = parse_json(body)
         schemas.validate(schemas.HOOK_REQUEST, request)
-        if request["hook"] != service.hook:
+        if self.content.service(service.id, request["hook"]) is None:
+            answers = " and ".join(repr(h) for h in self.content.hooks_of(service.id))
             raise InvalidRequest(
-                f"service {service.id!r} answers the {service.hook!r} hook, not {request['hook']!r}"
+                f"service {service.id!r} answers the {answers} hook, not {request['hook']!r}"
             )
         return dict(request)
 
@@ -268,8 +269,11 @@ class HookHandler:
         service = self.service(service_id)
         request = self.parse_request(service, body)
         correlation.set_hook_instance(request["hookInstance"])  # the logs' correlation id
-        resolved = self.resolve(service, request, received, extra_allowed)
         context = request["context"]
+        hook = str(request["hook"])
+        # Drafts are read before any data is fetched: an unreadable draft list is a 400.
+        drafts = draft_orders.judged(hook, context) if hook in draft_orders.ORDER_HOOKS else None
+        resolved = self.resolve(service, request, received, extra_allowed)
         patient_id = str(context["patientId"])
         record = PatientRecord.from_resources(
             patient_id, (r for key in resolved.resources for r in resolved.resources[key])
@@ -289,18 +293,21 @@ class HookHandler:
             zone=self.zone,
             base_url=base_url.rstrip("/"),
         )
-        pairs = engine.evaluate_plans(record, self.content, ctx)
-        if self.outcomes is None:
-            cards = [card for _, card in pairs]
+        if drafts is not None:
+            cards = order_engine.evaluate_orders(record, drafts, self.content, ctx, self.zone)
         else:
-            cards = self.outcomes.apply(
-                service_id,
-                str(request["hookInstance"]),
-                record,
-                pairs,
-                now=ctx.now.timestamp(),
-                zone=ctx.zone,
-            ).cards
+            pairs = engine.evaluate_plans(record, self.content, ctx)
+            if self.outcomes is None:
+                cards = [card for _, card in pairs]
+            else:
+                cards = self.outcomes.apply(
+                    service_id,
+                    str(request["hookInstance"]),
+                    record,
+                    pairs,
+                    now=ctx.now.timestamp(),
+                    zone=ctx.zone,
+                ).cards
         return HookOutcome(
             response={"cards": cards},
             hook_instance=str(request["hookInstance"]),

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from service.clinical import model
+from service.clinical import model, neuraxial_timing
 from service.clinical.asra import HIGH, LOW, AsraTable, Exposure
 from service.clinical.findings import Findings
 from service.clinical.medications import ANTITHROMBOTIC, THROMBOLYTIC, WARFARIN
@@ -32,6 +32,14 @@ R03_PATTERNS = (
     "heparin_platelets",
     "thrombolytic_after_puncture",
 )
+
+
+_ANCHOR_EVENT = {
+    neuraxial_timing.PUNCTURE: PUNCTURE,
+    neuraxial_timing.REMOVAL: REMOVAL,
+    neuraxial_timing.PRESUMED_REMOVAL: REMOVAL,
+    neuraxial_timing.PLANNED_REMOVAL: REMOVAL,
+}
 
 
 def _dose_phrase(exposure: Exposure) -> str:
@@ -112,7 +120,7 @@ def _check_dose(
     events = [(punct, PUNCTURE, interval.after_puncture)]
     if episode.removed is not None:
         events.append((episode.removed.latest, REMOVAL, interval.after_removal))
-    for moment, name, after in events:
+    for moment, name, _after in events:
         gap = at - moment
         before = interval.before
         if name == REMOVAL and interval.before_removal is not None:
@@ -122,17 +130,15 @@ def _check_dose(
             out.add(
                 "antithrombotic_before", {**params, "event_phrase": name}, "fact_dose_before", event
             )
-        if (
-            episode.procedure_class == model.CATHETER
-            and name == PUNCTURE
-            and episode.removed is None
-        ):
-            continue  # while the catheter stays, "after puncture" is judged by trigger b
-        if timedelta(0) <= gap < after:
-            later = [m for m, n, _ in events if m > moment]
-            if later and at >= later[0]:
-                continue  # judged against the later event (removal)
-            params = {**base, "hours": _hours(gap), "interval": _hours(after)}
+    if at >= punct:
+        # "Too soon after" is the shared earliest-safe-time rule, so that an order for the same
+        # drug at the same time is judged alike (service/clinical/neuraxial_timing.py).
+        timing = neuraxial_timing.next_dose(episode, exposure, at)
+        name, moment = PUNCTURE, punct
+        if timing.earliest is not None:
+            name, moment = _ANCHOR_EVENT[timing.anchor], timing.earliest - timing.interval
+        if timing.earliest is not None and timing.conflicts and at >= moment:
+            params = {**base, "hours": _hours(at - moment), "interval": _hours(timing.interval)}
             out.add(
                 "antithrombotic_after", {**params, "event_phrase": name}, "fact_dose_after", event
             )
@@ -150,8 +156,8 @@ def _check_dose(
             out.notes.append(_removal_not_recorded(episode))
         if episode.removed is None:
             allowed = event.start.latest + interval.before
-            timing = {**base, "time": allowed.isoformat(), "interval": _hours(interval.before)}
-            out.notes.append(Fact("fact_removal_not_before", tuple(sorted(timing.items()))))
+            removal = {**base, "time": allowed.isoformat(), "interval": _hours(interval.before)}
+            out.notes.append(Fact("fact_removal_not_before", tuple(sorted(removal.items()))))
     if interval.note:
         out.notes.append(
             Fact("fact_note", (("drug", exposure.drug.names[0]), ("note", interval.note)))
@@ -364,13 +370,21 @@ def monitoring_facts(
             }
             facts.append(Fact("fact_removal_not_before", tuple(sorted(params.items()))))
         elif episode.removed is not None:
-            allowed = episode.removed.latest + exposure.interval.after_removal
+            # The same earliest time an order for this drug would be given (neuraxial_timing).
+            timing = neuraxial_timing.next_dose(episode, exposure, episode.removed.latest)
+            if timing.earliest is None:
+                continue
             params = {
                 **base,
-                "time": allowed.isoformat(),
-                "interval": _hours(exposure.interval.after_removal),
+                "time": timing.earliest.isoformat(),
+                "interval": _hours(timing.interval),
             }
-            facts.append(Fact("fact_next_dose", tuple(sorted(params.items()))))
+            key = (
+                "fact_next_dose"
+                if timing.anchor != neuraxial_timing.PUNCTURE
+                else ("fact_next_dose_after_puncture")
+            )
+            facts.append(Fact(key, tuple(sorted(params.items()))))
     return tuple(facts)
 
 

@@ -122,6 +122,8 @@ class AsraTable:
             return None
         value, unit = event.dose
         unit = unit.lower()
+        if unit == "mg/kg":
+            return HIGH  # weight-based dosing is treatment dosing, whatever the number
         if unit == "mg" and rule.low_dose_max_mg is not None:
             return LOW if value <= rule.low_dose_max_mg else HIGH
         units = {"u", "unit", "units", "iu", "[iu]", "[u]"}

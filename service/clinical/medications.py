@@ -16,6 +16,7 @@ from service.clinical import fields
 from service.clinical.lexicon import Lexicon
 from service.clinical.memo import text_memo
 from service.clinical.model import MedicationEvent, ResourceRef
+from service.clinical.timing import When
 
 LOCAL_ANAESTHETIC = "local_anaesthetic"
 CORTICOSTEROID = "corticosteroid"
@@ -25,7 +26,8 @@ INSULIN = "insulin"
 THROMBOLYTIC = "thrombolytic"
 _CLASSES = (LOCAL_ANAESTHETIC, CORTICOSTEROID, ANTITHROMBOTIC, WARFARIN)
 _RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
-_STRENGTH = re.compile(r"(\d+(?:\.\d+)?)\s*(mg|units?|iu|u)\b", re.IGNORECASE)
+# "mg/kg" first: a weight-based dose ("1 mg/kg") is not a 1 mg dose.
+_STRENGTH = re.compile(r"(\d+(?:\.\d+)?)\s*(mg/kg|mg|units?|iu|u)\b", re.IGNORECASE)
 _TWICE_DAILY = re.compile(r"\b(bid|b\.i\.d|twice daily|twice a day|q12h|every 12 hours)\b", re.I)
 
 # "stopped" administrations were partly given, so they still count (with their end time).
@@ -179,11 +181,27 @@ def from_request(resource: Mapping[str, Any], lexicon: Lexicon) -> MedicationEve
     """A MedicationRequest of interest; its time is the order time (timing uncertain)."""
     if fields.status_code(resource, "status") in _EXCLUDED_ORDER:
         return None
+    return _request_event(resource, lexicon, fields.first_time(resource, "authoredOn"))
+
+
+def from_draft_order(
+    resource: Mapping[str, Any], lexicon: Lexicon, first_dose: When | None
+) -> MedicationEvent | None:
+    """A draft MedicationRequest (order-select, order-sign) whose first dose is ``first_dose``.
+
+    Drafts are excluded from the record's orders (they are not yet orders), but on the order hooks
+    they are the very thing judged, read exactly as an order is (name, codes, strength, timing).
+    """
+    return _request_event(resource, lexicon, first_dose)
+
+
+def _request_event(
+    resource: Mapping[str, Any], lexicon: Lexicon, authored: When | None
+) -> MedicationEvent | None:
     concept, name, texts = _medication_concept(resource)
     classes = _classes(concept, name, texts, lexicon)
     if not classes:
         return None
-    authored = fields.first_time(resource, "authoredOn")
     dosages = list(fields.objects(resource.get("dosageInstruction")))
     text = _all_text(name, texts, dosages)
     dose = None

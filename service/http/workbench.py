@@ -196,7 +196,8 @@ def register(app: Flask, host: WorkbenchHost) -> None:
             )
         at = _now(body.get("now")) or datetime.now(UTC)
         raw = orjson.dumps(hook)
-        outcome = host.handler.handle(service.id, raw, now=at)
+        # The same call a hook gets, rule-book links included (they are built from the base URL).
+        outcome = host.handler.handle(service.id, raw, now=at, base_url=request.url_root)
         parsed = host.handler.parse_request(service, raw)
         resolved = host.handler.resolve(service, parsed, time.monotonic())
         record = PatientRecord.from_resources(

@@ -89,13 +89,11 @@ def _without(
 def _line_for(
     under_way: UnderWay, policy: OutcomePolicy, unknown: str, zone: tzinfo | None
 ) -> str:
-    reference = under_way.resource_type
-    if under_way.resource_id is not None:
-        reference = f"`{under_way.resource_type}/{under_way.resource_id}`"
+    # Named by its kind, coded status and time only: raw FHIR ids stay out of clinician text
+    # (issue 13), and nothing from the record's free text is copied in.
     return under_way.care.line.format(
         state=policy.states[under_way.resource_type][under_way.status],
         time=format_time(When.at(under_way.at), unknown, zone),
-        reference=reference,
     )
 
 

@@ -52,7 +52,8 @@ def test_an_mri_ordered_after_onset_replaces_the_mri_suggestion(tmp_path: Path) 
     assert card["indicator"] == "critical"
     assert labels(card) == [REFERRAL]
     assert "A spine MRI is already ordered (2026-03-10 19:30 +00:00" in card["detail"]
-    assert f"`ServiceRequest/{order['id']}`" in card["detail"]
+    # Named by kind, status and time; no raw FHIR id in the clinician's text (issue 13).
+    assert order["id"] not in card["detail"] and "(ServiceRequest)" not in card["detail"]
     assert "<b>" not in card["detail"] and "free text" not in card["detail"]
 
 

@@ -76,10 +76,54 @@ def service_state(app: Flask) -> ServiceState:
     return found
 
 
-def rendered_queries(app: Flask, patient_id: str) -> dict[str, str]:
-    """The app's prefetch templates with ``{{context.patientId}}`` filled in, as an EHR would."""
-    service = service_state(app).content.services[0]
+def rendered_queries(app: Flask, patient_id: str, hook: str = "patient-view") -> dict[str, str]:
+    """The prefetch templates of the ``hook`` service with ``{{context.patientId}}`` filled in,
+    as an EHR would."""
+    service = next(s for s in service_state(app).content.services if s.hook == hook)
     return {spec.key: spec.query.replace(PATIENT_TOKEN, patient_id) for spec in service.prefetch}
+
+
+def scenario_hook(example_dir: Path) -> str:
+    """The hook an example is a scenario of (``patient-view`` unless its scenario says)."""
+    return str(load_scenario(example_dir).get("hook", "patient-view"))
+
+
+def make_hook_request(
+    app: Flask, example_dir: Path, *, bundle: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The request an EHR would send for the example's own hook: patient-view as
+    :func:`make_request`, or order-select/order-sign with the scenario's ``draftOrders`` (and
+    ``selections``), shaped like the CDS Hooks sandbox's order requests."""
+    hook = scenario_hook(example_dir)
+    if hook == "patient-view":
+        return make_request(app, example_dir, bundle=bundle)
+    scenario = load_scenario(example_dir)
+    patient_id = scenario["patientId"]
+    context: dict[str, Any] = {
+        "userId": USER_ID,
+        "patientId": patient_id,
+        "draftOrders": scenario["draftOrders"],
+    }
+    if "selections" in scenario:
+        context["selections"] = scenario["selections"]
+    elif hook == "order-select":
+        context["selections"] = [
+            f"{e['resource']['resourceType']}/{e['resource']['id']}"
+            for e in scenario["draftOrders"]["entry"]
+        ]
+    resources = bundle_resources(bundle if bundle is not None else load_bundle(example_dir))
+    return {
+        "hook": hook,
+        "hookInstance": str(uuid.uuid4()),
+        "context": context,
+        "prefetch": build_prefetch(resources, rendered_queries(app, patient_id, hook)),
+    }
+
+
+def example_service_id(app: Flask, example_dir: Path) -> str:
+    """The id of the service that answers the example's hook."""
+    hook = scenario_hook(example_dir)
+    return next(s.id for s in service_state(app).content.services if s.hook == hook)
 
 
 def make_request(

@@ -74,12 +74,14 @@ def test_discovery_has_no_empty_values(discovery: dict[str, Any]) -> None:
 
 def test_every_service_is_fully_described(discovery: dict[str, Any]) -> None:
     for service in discovery["services"]:
-        assert service["hook"] == "patient-view"
+        assert service["hook"] in ("patient-view", "order-select", "order-sign")
         for field in ("id", "title", "description", "usageRequirements"):
             assert isinstance(service.get(field), str) and service[field].strip(), field
         assert re.fullmatch(r"[A-Za-z0-9\-._~]+", service["id"]), "id must be a URL path segment"
-    ids = [service["id"] for service in discovery["services"]]
-    assert len(ids) == len(set(ids))
+    # One id may serve several hooks (CDS Hooks 2.0 §Discovery, §Update stale guidance), once each.
+    entries = [(service["id"], service["hook"]) for service in discovery["services"]]
+    assert len(entries) == len(set(entries))
+    assert {"order-select", "order-sign"} <= {hook for _, hook in entries}
 
 
 def test_prefetch_is_advertised(discovery: dict[str, Any]) -> None:
@@ -139,10 +141,10 @@ def test_discovery_is_built_from_the_definitions_the_handler_runs(
     app: Flask, discovery: dict[str, Any]
 ) -> None:
     state = service_state(app)
-    advertised = {service["id"]: service for service in discovery["services"]}
-    assert set(advertised) == {service.id for service in state.content.services}
+    advertised = {(service["id"], service["hook"]): service for service in discovery["services"]}
+    assert set(advertised) == {(service.id, service.hook) for service in state.content.services}
     for definition in state.content.services:
-        entry = advertised[definition.id]
+        entry = advertised[definition.id, definition.hook]
         assert entry["hook"] == definition.hook
         # The development profile says so in every description (these tests run in it).
         notice = state.trust.notice
@@ -161,6 +163,13 @@ def test_every_advertised_service_answers_its_hook(
     for service in discovery["services"]:
         body = build_request(example)
         body["hook"] = service["hook"]
+        if service["hook"] != "patient-view":
+            body["context"]["draftOrders"] = {"resourceType": "Bundle", "entry": []}
+            if service["hook"] == "order-select":
+                body["context"]["selections"] = ["MedicationRequest/none"]
+                body["context"]["draftOrders"]["entry"] = [
+                    {"resource": {"resourceType": "MedicationRequest", "id": "none"}}
+                ]
         response = client.post(
             f"/cds-services/{service['id']}", data=encode(body), content_type=JSON
         )

@@ -289,7 +289,13 @@ def test_discovery_with_a_token_for_the_discovery_url_is_200(
         "/cds-services", headers=bearer(mint(ec_signer, ISS_ES, aud=DISCOVERY_AUD))
     )
     assert response.status_code == 200, response.get_data(as_text=True)
-    assert [s["id"] for s in response.get_json()["services"]] == ["epidural-complications"]
+    ids = [s["id"] for s in response.get_json()["services"]]
+    # patient-view first, then the order service once per hook (issue 17).
+    assert ids == [
+        "epidural-complications",
+        "epidural-anticoagulant-orders",
+        "epidural-anticoagulant-orders",
+    ]
 
 
 def test_discovery_refuses_a_token_for_a_service_url(
