@@ -58,7 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--label", default="latest", help="name of the result files (latest)")
     parser.add_argument("--results-dir", type=Path, default=DEFAULT_RESULTS)
     parser.add_argument("--sets", help=f"comma-separated subset of {','.join(sets.SETS)}")
+    parser.add_argument(
+        "--from-json", type=Path, help="only re-render the report of an earlier run's JSON"
+    )
     args = parser.parse_args(argv)
+    if args.from_json:
+        saved = json.loads(args.from_json.read_text())
+        return _write(args, saved["meta"], saved["records"])
     women, others = (5, 0) if args.quick else (args.women, args.others)
     wanted = set(args.sets.split(",")) if args.sets else set(sets.SETS)
 
@@ -92,7 +98,6 @@ def main(argv: list[str] | None = None) -> int:
             )
         print(f"  {patient.label}: {len(records)} openings so far", file=sys.stderr)
     finished = time.monotonic()
-    summary = report.summarise(records)
     meta = {
         "label": args.label,
         "commit": _commit(),
@@ -107,6 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         "load_seconds": round(loaded - started, 1),
         "evaluate_seconds": round(finished - loaded, 1),
     }
+    return _write(args, meta, records)
+
+
+def _write(args: argparse.Namespace, meta: dict[str, Any], records: list[dict[str, Any]]) -> int:
+    summary = report.summarise(records)
     args.results_dir.mkdir(parents=True, exist_ok=True)
     base = args.results_dir / args.label
     base.with_suffix(".json").write_text(

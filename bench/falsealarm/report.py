@@ -43,7 +43,31 @@ def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
             key = name if group == "all" else f"{name} / {group}"
             out["sets"][key] = _set_summary(members)
     out["miss"] = _miss_summary([r for r in records if r["set"] == "miss"])
+    out["by_offset"] = _by_offset(records)
     return out
+
+
+def _by_offset(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Cards per pattern at each time after the epidural (do cards stop when they should?)."""
+    opens: Counter[tuple[str, str]] = Counter()
+    cards: dict[tuple[str, str], Counter[str]] = defaultdict(Counter)
+    for record in records:
+        if record["set"] not in ("unaltered-after-epidural", "placed-random"):
+            continue
+        key = (record["set"], " ".join(record["what"].split()[-2:]))
+        opens[key] += 1
+        for card in record["cards"]:
+            cards[key][f"{card['indicator']} {card['pattern']}"] += 1
+
+    def hours(offset: str) -> float:
+        number, unit = offset.lstrip("+").split()
+        return float(number) * (24 if unit == "d" else 1)
+
+    ordered = sorted(opens, key=lambda k: (k[0], hours(k[1])))
+    return [
+        {"set": s, "offset": o, "opens": opens[(s, o)], "cards": dict(cards[(s, o)])}
+        for s, o in ordered
+    ]
 
 
 def _set_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -79,13 +103,20 @@ def _miss_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
         cell["flagged"] += int(hit)
         by_case[(row["patient"], row["finding"])][row["variant"]] = hit
     caused: dict[str, list[str]] = defaultdict(list)
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: {v: 0 for v in MISS_VARIANTS[:2]})
     for (patient, finding), hits in sorted(by_case.items()):
-        if hits.get("history-removed") and not (
-            hits.get("as-generated") and hits.get("planted-history")
-        ):
-            which = [v for v in ("as-generated", "planted-history") if not hits.get(v)]
+        if not hits.get("history-removed"):
+            continue
+        which = [v for v in MISS_VARIANTS[:2] if v in hits and not hits[v]]
+        for variant in which:
+            counts[finding][variant] += 1
+        if which:
             caused[finding].append(f"{patient} ({', '.join(which)})")
-    return {"table": table, "missed_because_of_history": caused}
+    return {
+        "table": table,
+        "missed_because_of_history": caused,
+        "missed_because_of_history_counts": counts,
+    }
 
 
 def markdown(summary: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
@@ -136,16 +167,33 @@ def markdown(summary: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
             for v in MISS_VARIANTS
         ]
         lines.append(f"| {finding} | " + " | ".join(row) + " |")
-    lines += ["", "Missed because of older history (flagged only once it is removed):", ""]
+    lines += [
+        "",
+        "Missed because of older history (not flagged, but flagged once the older records of "
+        "the finding are removed), by chart variant:",
+        "",
+    ]
     caused = summary["miss"]["missed_because_of_history"]
+    counts = summary["miss"].get("missed_because_of_history_counts", {})
     if not caused:
         lines.append("- none")
     for finding, cases in caused.items():
+        split = ", ".join(f"{v} {n}" for v, n in counts.get(finding, {}).items())
         lines.append(
-            f"- {finding}: {len(cases)} — "
-            + "; ".join(cases[:12])
-            + (" ..." if len(cases) > 12 else "")
+            f"- {finding}: {len(cases)} patients ({split}) — "
+            + "; ".join(cases[:6])
+            + (" ..." if len(cases) > 6 else "")
         )
+    lines += [
+        "",
+        "## Cards by time after the epidural",
+        "",
+        "| Set | Offset | Opens | Cards by pattern |",
+        "|---|---|---:|---|",
+    ]
+    for row in summary.get("by_offset", []):
+        cards = ", ".join(f"{p} {n}" for p, n in row["cards"].items()) or "none"
+        lines.append(f"| {row['set']} | {row['offset']} | {row['opens']} | {cards} |")
     return "\n".join(lines) + "\n"
 
 
@@ -174,6 +222,7 @@ def review_listing(records: Iterable[Mapping[str, Any]]) -> str:
         out.append(f"    {summary}")
         for record, card in items:
             out.append(f"  - {record['patient']} @ {record['now']} | {record['what']}")
-            out += [f"      {line}" for line in _evidence(card["detail"])]
+            if set_name != "miss":  # miss-set findings are ours: one line each is enough
+                out += [f"      {line}" for line in _evidence(card["detail"])]
         out.append("")
     return "\n".join(out) + "\n"
