@@ -198,13 +198,17 @@ def markdown(summary: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
 
 
 def _evidence(detail: str) -> list[str]:
-    """The lines of a card detail worth reading in a review (evidence and procedure lines)."""
+    """The lines of a card detail worth reading in a review: evidence, procedure and doses."""
     keep = []
     for line in detail.splitlines():
         text = line.strip()
-        if text.startswith(("- ", "* ")) or "Epidural" in text or "evidence" in text.lower():
-            keep.append(text[:220])
-    return keep[:12]
+        if (
+            text.startswith(("- **", "**Epidural procedure**"))
+            or " given " in text
+            or (" ordered " in text)
+        ):
+            keep.append(text[:240])
+    return keep[:10]
 
 
 def review_listing(records: Iterable[Mapping[str, Any]]) -> str:
