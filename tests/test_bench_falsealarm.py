@@ -255,3 +255,13 @@ def test_miss_is_reported_only_when_history_removal_restores_the_card() -> None:
     ]
     fine = report.summarise([row(v, "fever_after_epidural") for v in sets.MISS_VARIANTS])
     assert fine["miss"]["missed_because_of_history"] == {}
+
+
+def test_cards_are_attributed_to_their_pattern_by_summary(evaluator: Evaluator) -> None:
+    filled = evaluator.content.wording.cards["antithrombotic_after"].summary.format(
+        drug_title="Enoxaparin", hours="2 h", event="puncture", interval="12 h"
+    )
+    assert evaluator.classify(filled) == ("antithrombotic_after", "R-03")
+    hematoma = evaluator.content.wording.cards["hematoma_motor"].summary
+    assert evaluator.classify(hematoma) == ("hematoma_motor/hematoma_sensory", "R-01")
+    assert evaluator.classify("Something the content never says") == ("unmatched", "?")
