@@ -134,6 +134,29 @@ def request_from_bundle(
     }
 
 
+_PATIENT_FIELDS = ("subject", "patient", "beneficiary")
+
+
+def patient_ids(bundle: dict[str, Any]) -> list[str]:
+    """Every patient a Bundle speaks of: Patient ids and ``Patient/ID`` subject references.
+
+    ``evaluate --patient ID`` on a Bundle that holds nothing about ID would answer "no cards"
+    for a patient we never saw; the caller must instead learn which ids the file does hold.
+    """
+    from service.fhir.local_search import bundle_resources
+
+    found: set[str] = set()
+    for resource in bundle_resources(bundle):
+        if resource.get("resourceType") == "Patient" and isinstance(resource.get("id"), str):
+            found.add(resource["id"])
+        for name in _PATIENT_FIELDS:
+            ref = resource.get(name)
+            target = ref.get("reference") if isinstance(ref, dict) else None
+            if isinstance(target, str) and target.startswith("Patient/"):
+                found.add(target.removeprefix("Patient/"))
+    return sorted(found)
+
+
 def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
     from service import content as content_module
     from service.cdshooks.handler import HookHandler
@@ -149,6 +172,19 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> int:
     if isinstance(document, dict) and document.get("resourceType") == "Bundle":
         if not args.patient:
             print("epidural-cds: FILE is a FHIR Bundle; give --patient ID", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            present = patient_ids(document)
+        except ValueError as exc:
+            print(f"epidural-cds: {args.file} is not a usable Bundle: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        if args.patient not in present:
+            names = ", ".join(repr(p) for p in present) or "none"
+            print(
+                f"epidural-cds: {args.file} holds no Patient and no resources for patient "
+                f"{args.patient!r}; patient ids present: {names}",
+                file=sys.stderr,
+            )
             return EXIT_USAGE
         templates = {spec.key: spec.query for spec in service.prefetch}
         document = request_from_bundle(document, args.patient, templates)

@@ -21,6 +21,7 @@ from jsonschema import Draft202012Validator
 from service.clinical import findings as clinical_findings
 from service.clinical.antithrombotics import R03_PATTERNS
 from service.clinical.asra import AsraTable
+from service.clinical.imaging import ImagingTable
 from service.clinical.lexicon import Lexicon
 from service.clinical.settings import ClinicalSettings
 from service.clinical.terminology import (
@@ -67,6 +68,7 @@ REQUIRED_CONCEPTS = (
     "hba1c",
     "esi_region_cervical_thoracic",
     "esi_region_lumbar_sacral",
+    "negative_value",
     *clinical_findings.FINDING_CONCEPTS,
 )
 # Card patterns the rules can produce, by indicator section of rules.yaml.
@@ -215,6 +217,8 @@ class Content:
     sources: Mapping[str, Source]
     suggestions: Mapping[str, SuggestionTemplate]
     asra: AsraTable
+    imaging: ImagingTable
+    """Which MRI suggestion(s) a critical card offers (clinical-spec §3.1 imaging region)."""
 
     def service(self, service_id: str) -> ServiceDefinition | None:
         """The service with ``service_id``, if any."""
@@ -485,6 +489,23 @@ def _cross_check(docs: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     for name in LABELLED_FINDINGS:
         if name not in rules["finding_labels"]:
             problems.append(("rules.yaml", "$.finding_labels", f"no label for {name!r}"))
+    imaging = docs["suggestions"]["imaging"]
+    for region, by_need in imaging["regions"].items():
+        for need, keys in by_need.items():
+            for key in keys:
+                if key not in suggestions:
+                    problems.append(
+                        (
+                            "suggestions.yaml",
+                            f"$.imaging.regions.{region}.{need}",
+                            f"unknown suggestion {key!r}",
+                        )
+                    )
+    for pattern in imaging["patterns"]:
+        if pattern not in PATTERNS["critical"]:
+            problems.append(
+                ("suggestions.yaml", "$.imaging.patterns", f"not a critical pattern {pattern!r}")
+            )
     for key, suggestion in suggestions.items():
         for a, action in enumerate(suggestion["actions"]):
             for c, coding in enumerate(action["coding"]):
@@ -617,6 +638,9 @@ def _build(directory: Path, docs: Mapping[str, Any]) -> Content:
         sources=sources,
         suggestions=suggestions,
         asra=asra,
+        imaging=ImagingTable.from_content(
+            docs["suggestions"]["imaging"], docs["settings"]["limb_words"]["upper_limb"]
+        ),
     )
 
 

@@ -143,6 +143,9 @@ class _Detail:
         facts = [self.p["puncture"].format(time=self.when(episode.punctured))]
         if episode.removed is not None:
             facts.append(self.p["removed"].format(time=self.when(episode.removed)))
+        elif episode.presumed_until is not None:
+            until = self.when(When.at(episode.presumed_until))
+            facts.append(self.p["removal_not_recorded"].format(time=until))
         elif episode.catheter_in_situ:
             facts.append(self.p["in_situ"])
         if episode.last_local_anaesthetic is not None and episode.procedure_class == model.CATHETER:
@@ -335,8 +338,8 @@ def render_card(
             for code, display in wording.override_reasons
         ],
     }
-    suggestion_keys = list(
-        dict.fromkeys(k for p in plan.patterns for k in wording.cards[p].suggestions)
+    suggestion_keys = content.imaging.suggestion_keys(
+        plan, (k for p in plan.patterns for k in wording.cards[p].suggestions)
     )
     suggestions: list[dict[str, Any]] = []
     if plan.indicator == model.CRITICAL or plan.primary.rule == "R-03":

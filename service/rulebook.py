@@ -171,6 +171,8 @@ def _flatten(doc: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, An
 def _value(value: Any) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(str(item) for item in value)  # word lists (limb_words)
     return str(value)
 
 
@@ -281,6 +283,33 @@ def build(directory: Path | None = None) -> RuleBook:
                         item += [*(("; ",) if i else ()), *code_text(code)]
                     suggestion_items.append(tuple(item))
             blocks.append(Bullets(tuple(suggestion_items) or (("none",),)))
+
+    # ---- imaging region (which MRI a critical card offers)
+    imaging = content.imaging
+    need_items: list[Text] = [
+        (Mono(pattern), " → ", Strong(need)) for pattern, need in imaging.by_pattern.items()
+    ]
+    region_items: list[Text] = []
+    for region, by_need in imaging.regions.items():
+        for need in imaging.needs:
+            chosen: list[Inline] = [Strong(region), f", {need}: "]
+            for i, key in enumerate(by_need[need]):
+                role = "recommended" if i == 0 else "alternative"
+                chosen += [*(("; ",) if i else ()), content.suggestions[key].label, f" ({role})"]
+            region_items.append(tuple(chosen))
+    blocks += [
+        Heading(2, "Imaging region"),
+        Paragraph((" ".join(labels["imaging"].split()),)),
+        Paragraph(
+            (
+                Strong("Imaging need of each red-flag pattern"),
+                f" (most demanding first: {', '.join(imaging.needs)})",
+            )
+        ),
+        Bullets(tuple(need_items)),
+        Paragraph((Strong("MRI offered, by region and need"),)),
+        Bullets(tuple(region_items)),
+    ]
 
     # ---- windows and thresholds
     setting_labels: Mapping[str, str] = labels["settings"]

@@ -7,6 +7,7 @@ replay protection, request checks) and drop only the clinical work.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,8 @@ def client_and_env(
 def test_ceiling_answers_no_cards_where_the_service_answers_a_critical_one(
     client_and_env: tokens.Client,
 ) -> None:
-    body = charts.body(charts.BENCH_SIZE)
+    # The route evaluates at the wall clock: an ANCHOR chart would no longer be current.
+    body = charts.body(charts.BENCH_SIZE, now=datetime.now(UTC))
     first, second = tokens.mint(client_and_env, 2, "ceiling-test")
     status, document = post_hook(create_app(), body, first)
     assert status == 200

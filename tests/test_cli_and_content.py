@@ -72,6 +72,27 @@ def test_evaluate_bundle_without_patient_is_usage_error() -> None:
     assert "--patient" in result.stderr
 
 
+def test_evaluate_bundle_for_an_absent_patient_names_the_ids_present(tmp_path: Path) -> None:
+    # Issue 12 item 5: no Patient and no resources for the id is an error, not "no cards".
+    bundle = EXAMPLES[0] / "bundle.json"
+    present = json.loads((EXAMPLES[0] / "scenario.json").read_text(encoding="utf-8"))["patientId"]
+    result = run_cli("evaluate", str(bundle), "--patient", "nobody-here", "--summary")
+    assert result.returncode == 2
+    assert "no cards" not in result.stdout
+    assert "'nobody-here'" in result.stderr and repr(present) in result.stderr
+
+
+def test_evaluate_bundle_with_resources_but_no_patient_resource(tmp_path: Path) -> None:
+    # Resources that reference the patient are enough: a prefetch need not carry the Patient.
+    bundle = json.loads((EXAMPLES[0] / "bundle.json").read_text(encoding="utf-8"))
+    bundle["entry"] = [e for e in bundle["entry"] if e["resource"]["resourceType"] != "Patient"]
+    path = tmp_path / "bundle.json"
+    path.write_text(json.dumps(bundle), encoding="utf-8")
+    patient = json.loads((EXAMPLES[0] / "scenario.json").read_text(encoding="utf-8"))["patientId"]
+    result = run_cli("evaluate", str(path), "--patient", patient, "--summary")
+    assert result.returncode == 0, result.stderr
+
+
 def test_evaluate_invalid_request_fails_with_reason(tmp_path: Path) -> None:
     path = tmp_path / "bad.json"
     path.write_text(json.dumps({"hook": "patient-view", "context": {}}))

@@ -25,11 +25,14 @@ from werkzeug.wrappers import Response
 import service.engine
 from service.cdshooks.handler import nested_deeper_than, parse_json
 from service.errors import InvalidRequest
+from service.fhir.timeshift import shift_times
 from tests.protocol.conftest import (
     EXAMPLES,
     JSON,
     assert_operation_outcome,
+    delta_to_present,
     encode,
+    load_bundle,
     make_request,
     service_url,
 )
@@ -66,8 +69,12 @@ def depth(value: Any) -> int:
 
 
 def request_of_depth(app: Flask, total: int) -> bytes:
-    """A valid S1 request whose ``extension`` nests so that the whole document is ``total`` deep."""
-    body = make_request(app, S1)
+    """A valid S1 request whose ``extension`` nests so that the whole document is ``total`` deep.
+
+    S1 is moved to the present: the route evaluates at the wall clock, and S1's red flags are
+    current only near their own time (clinical-spec §3.5), so its critical card still shows.
+    """
+    body = make_request(app, S1, bundle=shift_times(load_bundle(S1), delta_to_present(S1)))
     assert depth(body) < total
     body["extension"] = {"org.example.deep": "DEEP"}  # the document and extension: 2 levels
     arrays = total - 2

@@ -160,6 +160,34 @@ def test_settings_text_and_override_reasons_appear(book: rulebook.RuleBook, page
     assert all(w.startswith("settings.yaml ") for w in unlabelled)
 
 
+def test_settings_of_2026_12_are_labelled_and_shown(book: rulebook.RuleBook, page: Page) -> None:
+    # Issue 12: every new setting is in settings.yaml, labelled and printed in the rule book.
+    new = (
+        "presumed_catheter_hours",
+        "baseline_lookback_days",
+        "current_finding_hours.default",
+        "current_finding_hours.r05",
+        "limb_words.lower_limb",
+        "limb_words.upper_limb",
+    )
+    for key in new:
+        row = next(r for r in page.rows if r.startswith(f"{key} | "))
+        assert "no label yet" not in row, key
+    assert not [w for w in book.warnings if any(k in w for k in new)]
+    assert "leg, legs, lower limb" in page.text  # word lists as words, not a Python list
+
+
+def test_imaging_table_appears(markdown: str) -> None:
+    loaded = content_module.load()
+    assert "## Imaging region" in markdown
+    for pattern, need in loaded.imaging.by_pattern.items():
+        assert f"`{pattern}` → **{need}**" in markdown
+    for by_need in loaded.imaging.regions.values():
+        for keys in by_need.values():
+            for key in keys:
+                assert loaded.suggestions[key].label in markdown
+
+
 def test_content_is_escaped(tmp_path: Path) -> None:
     target = tmp_path / "cards"
     shutil.copytree(CARDS, target)

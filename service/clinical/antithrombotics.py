@@ -62,6 +62,28 @@ class _Conflicts:
         self.found.append((pattern, items, Fact(fact_key, items), event))
 
 
+def _removal_not_recorded(episode: Episode) -> Fact:
+    """The "removal time not recorded" statement of a presumed catheter (§3.1 amended)."""
+    until = episode.presumed_until
+    return Fact(
+        "fact_removal_not_recorded",
+        (("time", until.isoformat()),) if until is not None else (),
+    )
+
+
+def window_end(episode: Episode, settings: ClinicalSettings, now: datetime) -> datetime:
+    """The end of R-03's window: 48 h after the catheter's removal (recorded or presumed), or
+    after a single-shot puncture; ``now`` while a catheter is in place (§3.5: the card ends
+    with its window, and the window is never shortened)."""
+    if episode.removed is not None:
+        return episode.removed.latest + settings.antithrombotic_after_removal
+    if episode.presumed_until is not None:
+        return episode.presumed_until + settings.antithrombotic_after_removal
+    if episode.catheter_in_situ:
+        return now
+    return episode.punctured.latest + settings.antithrombotic_after_removal
+
+
 def _exposures(
     medications: Sequence[MedicationEvent], table: AsraTable, opens: datetime, closes: datetime
 ) -> list[tuple[MedicationEvent, Exposure]]:
@@ -114,7 +136,9 @@ def _check_dose(
             out.add(
                 "antithrombotic_after", {**params, "event_phrase": name}, "fact_dose_after", event
             )
-    in_place_until = episode.removed.latest if episode.removed is not None else None
+    in_place_until = (
+        episode.removed.latest if episode.removed is not None else episode.presumed_until
+    )
     catheter_in = (
         episode.procedure_class == model.CATHETER
         and at >= punct
@@ -122,6 +146,8 @@ def _check_dose(
     )
     if catheter_in and not interval.catheter_allowed and THROMBOLYTIC not in event.classes:
         out.add("antithrombotic_in_situ", base, "fact_in_situ", event)
+        if episode.removal_unknown:
+            out.notes.append(_removal_not_recorded(episode))
         if episode.removed is None:
             allowed = event.start.latest + interval.before
             timing = {**base, "time": allowed.isoformat(), "interval": _hours(interval.before)}
@@ -166,21 +192,51 @@ def _warfarin(
                 out.add("inr_in_situ", params, "fact_inr_in_situ")
 
 
+def heparin_course(
+    heparin: Sequence[MedicationEvent], moment: datetime, settings: ClinicalSettings
+) -> bool:
+    """Trigger e's "heparin for more than 4 days" (amended 2026-12-01).
+
+    A course is administered doses spanning more than 4 days from first to last, or an order
+    active for more than 4 days, ending within 24 h before (or running at) the puncture or
+    removal. One dose is not a course, however long ago it was given.
+    """
+    course = settings.heparin_days_needing_platelets
+    recent = moment - settings.platelets_before
+    doses = [e.start for e in heparin if e.administered and e.start is not None]
+    doses = [d for d in doses if d.earliest <= moment]
+    if len(doses) >= 2:
+        first = min(d.earliest for d in doses)
+        last = max(d.latest for d in doses)
+        if min(last, moment) - first > course and last >= recent:
+            return True
+    for order in heparin:
+        if order.administered or order.start is None or order.start.earliest > moment:
+            continue
+        ended = order.end.latest if order.end is not None else None
+        if ended is None and not order.in_progress:
+            continue  # a completed order without an end says nothing about its length
+        until = moment if ended is None else min(ended, moment)
+        if until - order.start.earliest > course and until >= recent:
+            return True
+    return False
+
+
 def _heparin_platelets(
     episode: Episode,
-    heparin_doses: Sequence[MedicationEvent],
+    heparin: Sequence[MedicationEvent],
     platelets: Sequence[Finding],
     settings: ClinicalSettings,
     out: _Conflicts,
 ) -> None:
-    """Trigger e: heparin for more than 4 days and no platelet count before removal/puncture."""
+    """Trigger e: a heparin course of more than 4 days and no platelet count before
+    removal/puncture."""
     moment, name = (
         (episode.removed.latest, REMOVAL)
         if episode.removed is not None
         else (episode.punctured.latest, PUNCTURE)
     )
-    started = [e.start.earliest for e in heparin_doses if e.start and e.start.earliest <= moment]
-    if not started or moment - min(started) <= settings.heparin_days_needing_platelets:
+    if not heparin_course(heparin, moment, settings):
         return
     counted = [
         f for f in platelets if moment - settings.platelets_before <= f.when.latest <= moment
@@ -210,18 +266,21 @@ def timing_conflicts(
     thrombolytic follows the puncture within 10 days, then raise one warning stating each fact.
     """
     opens = episode.punctured.earliest - settings.antithrombotic_lookback
-    closes = (
-        episode.removed.latest + settings.antithrombotic_after_removal
-        if episode.removed is not None
-        else now
-    )
-    exposures = _exposures(medications, table, opens, closes)
+    closes = window_end(episode, settings, now)
+    thrombolytic_closes = episode.punctured.latest + settings.thrombolytic_after_puncture
+    exposures = [
+        (e, x)
+        for e, x in _exposures(medications, table, opens, max(closes, thrombolytic_closes))
+        if e.start is not None and (e.start.earliest <= closes or THROMBOLYTIC in e.classes)
+    ]
     out = _Conflicts()
     administered = [(e, x) for e, x in exposures if e.administered]
     given_drugs = {x.drug.key for _, x in administered}
     for event, exposure in administered:
         if THROMBOLYTIC in event.classes and event.start is not None:
             gap = event.start.earliest - episode.punctured.latest
+            if now > thrombolytic_closes + settings.antithrombotic_after_removal:
+                continue  # its own window (10 d after the puncture) has ended
             if timedelta(0) <= gap <= settings.thrombolytic_after_puncture:
                 params = {
                     "drug": exposure.drug.names[0],
@@ -247,10 +306,13 @@ def timing_conflicts(
         WARFARIN in e.classes and e.start is not None and e.start.earliest <= until
         for e, _ in exposures
     )
-    _warfarin(episode, on_warfarin, findings.of("inr"), settings, out)
-    heparin = [e for e, x in administered if x.drug.key.startswith("heparin")]
-    _heparin_platelets(episode, heparin, findings.of("platelets"), settings, out)
-
+    if now <= closes:
+        _warfarin(episode, on_warfarin, findings.of("inr"), settings, out)
+        heparin = [e for e, x in exposures if x.drug.key.startswith("heparin")]
+        _heparin_platelets(episode, heparin, findings.of("platelets"), settings, out)
+    if now > closes:
+        # Past R-03's window only a thrombolytic conflict (its own 10-day window) remains.
+        out.found = [c for c in out.found if c[0] == "thrombolytic_after_puncture"]
     if not out.found:
         return []
     rank = {p: i for i, p in enumerate(R03_PATTERNS)}
@@ -278,7 +340,7 @@ def monitoring_facts(
     table: AsraTable,
 ) -> tuple[Fact, ...]:
     """R-07: for each antithrombotic given around the catheter, when the next step is allowed."""
-    facts: list[Fact] = []
+    facts: list[Fact] = [_removal_not_recorded(episode)] if episode.removal_unknown else []
     latest: dict[str, tuple[MedicationEvent, Exposure]] = {}
     for event in medications:
         if not event.administered or ANTITHROMBOTIC not in event.classes or event.start is None:

@@ -1,7 +1,8 @@
 """Index procedures: which epidural (or other neuraxial) procedures the patient had, and when.
 
 Implements the shared definitions of clinical-spec §3.1 once: procedure class, puncture time
-(T_punct), catheter removal (T_remove) or presumed in situ, last epidural local anaesthetic
+(T_punct), catheter removal (T_remove) or presumed in situ (bounded when a completed catheter has
+no removal time), last epidural local anaesthetic
 (T_lastLA) and the expected end of the block (E). Excluded procedures (entered-in-error, not-done,
 or stopped with no time) are never index procedures (safety note 7).
 """
@@ -156,14 +157,18 @@ def episode_from(
 
     removed: When | None = None
     in_situ = False
+    presumed_until: datetime | None = None
     if klass == model.CATHETER:
         end = fields.period_end(resource, "performedPeriod")
         if status != "in-progress" and end is not None:
             removed = end
+        elif status == "in-progress":
+            in_situ = True
         else:
-            in_situ = status == "in-progress" or (
-                now - punctured.latest <= settings.catheter_presumed_in_situ_max
-            )
+            # Completed with only a start time: the removal was not recorded. Presume the
+            # catheter in place for a bounded time only (§3.1 amended), not for days.
+            presumed_until = punctured.latest + settings.presumed_catheter
+            in_situ = now <= presumed_until
 
     last_la, running = _local_anaesthetic(punctured, removed, medications, settings)
     if klass == model.CATHETER:
@@ -187,6 +192,7 @@ def episode_from(
         from_text=from_text,
         time_known=time_known,
         region=_region(resource, lexicon),
+        presumed_until=presumed_until,
     )
 
 

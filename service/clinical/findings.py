@@ -16,6 +16,7 @@ from typing import Any
 
 from service.clinical import fields
 from service.clinical.lexicon import Lexicon
+from service.clinical.limbs import names_any
 from service.clinical.model import Finding, PainScore
 from service.clinical.settings import ClinicalSettings
 from service.clinical.timing import When
@@ -60,6 +61,11 @@ _OBSERVATION_TIMES = ("effectiveDateTime", "effectivePeriod", "effectiveInstant"
 _HIGH_FLAGS = {"H", "HH", "HU", "A", "AA"}
 _FLAGGED_MARKERS = frozenset({"wbc", "crp", "esr"})
 _NEGATIVE_VALUES = {"no", "absent", "negative", "none", "not present", "false"}
+# §3.4: a coded value saying absent/negative (content concept), or "normal" for a sign.
+NEGATIVE_VALUE = "negative_value"
+_NORMAL_FLAGS = {"N"}
+_RESOLVED_STATUS = {"resolved", "inactive", "remission"}
+_CONDITION_TIMES = ("onsetDateTime", "onsetPeriod", "recordedDate")
 _LATERALITY_CONCEPT = {
     "laterality_left": "left",
     "laterality_right": "right",
@@ -100,6 +106,15 @@ def _body_site_laterality(resource: Mapping[str, Any], lexicon: Lexicon) -> str 
     return sides.pop() if len(sides) == 1 else None
 
 
+def site_texts(resource: Mapping[str, Any]) -> tuple[str, ...]:
+    """Every text of ``bodySite`` (a list on Condition, one CodeableConcept on Observation)."""
+    sites = list(fields.objects(resource.get("bodySite")))
+    single = fields.mapping(resource.get("bodySite"))
+    if single is not None:
+        sites.append(single)
+    return tuple(t for site in sites for t in fields.concept_texts(site))
+
+
 def _combine(*sides: str | None) -> str | None:
     present = {s for s in sides if s}
     if "bilateral" in present or {"left", "right"} <= present:
@@ -115,6 +130,30 @@ def _onset(
         # No usable time: assume it may fall anywhere up to now (safety note 1) and say so.
         return When.unknown(now), False
     return when, True
+
+
+def _documented(resource: Mapping[str, Any], names: tuple[str, ...]) -> When | None:
+    """The latest of the recorded times ``names`` (onset and record, effective and issued)."""
+    times = [t for t in (fields.first_time(resource, name) for name in names) if t is not None]
+    return max(times, key=lambda t: t.latest) if times else None
+
+
+def _resolved(resource: Mapping[str, Any], now: datetime) -> When | None:
+    """When a Condition stopped: its abatement, else "some time up to now" when it is marked
+    resolved, inactive or in remission; ``None`` while it is active (§3.5)."""
+    abated = fields.first_time(resource, "abatementDateTime", "abatementPeriod")
+    if abated is None:
+        period = fields.mapping(resource.get("abatementPeriod"))
+        if period is not None:
+            abated = fields.period_end(resource, "abatementPeriod")
+    if abated is not None:
+        return abated
+    has_abatement = any(
+        key.startswith("abatement") and resource.get(key) not in (None, False) for key in resource
+    )
+    if has_abatement or fields.status_code(resource, "clinicalStatus") in _RESOLVED_STATUS:
+        return When.unknown(now)
+    return None
 
 
 def _coded_findings(
@@ -152,10 +191,13 @@ def from_condition(resource: Mapping[str, Any], lexicon: Lexicon, now: datetime)
     )
     if not found:
         return []
-    when, known = _onset(resource, ("onsetDateTime", "onsetPeriod", "recordedDate"), now)
+    when, known = _onset(resource, _CONDITION_TIMES, now)
     site = _body_site_laterality(resource, lexicon)
     text_side = lexicon.text.laterality_of(" ".join(fields.concept_texts(code)))
     ref = fields.ref_of(resource)
+    documented = _documented(resource, _CONDITION_TIMES)
+    resolved = _resolved(resource, now)
+    sites = site_texts(resource)
     return [
         Finding(
             concept=concept,
@@ -165,6 +207,10 @@ def from_condition(resource: Mapping[str, Any], lexicon: Lexicon, now: datetime)
             laterality=_combine(implied, site, text_side),
             from_text=from_text,
             time_known=known,
+            documented=documented,
+            condition=True,
+            resolved=resolved,
+            sites=sites,
         )
         for concept, implied, label in found
     ]
@@ -205,8 +251,17 @@ def _above_reference(resource: Mapping[str, Any], value: float) -> bool:
     return False
 
 
-def _value_negated(resource: Mapping[str, Any]) -> bool:
+def _value_negated(resource: Mapping[str, Any], lexicon: Lexicon) -> bool:
+    """Whether the Observation's own value says the sign is absent (§3.4: coded data win).
+
+    ``valueBoolean`` false, a coded absent/negative/no value, the interpretation "normal" for a
+    sign, or a value text that says so.
+    """
     if resource.get("valueBoolean") is False:
+        return True
+    if lexicon.codes.has(fields.mapping(resource.get("valueCodeableConcept")), NEGATIVE_VALUE):
+        return True
+    if resource.get("interpretation") and fields.interpretation_codes(resource) & _NORMAL_FLAGS:
         return True
     texts = fields.concept_texts(resource.get("valueCodeableConcept"))
     if isinstance(resource.get("valueString"), str):
@@ -285,7 +340,9 @@ def from_observation(
         if q is None:
             return [], []
         when, _known = _onset(resource, _OBSERVATION_TIMES, now)
-        return [], [PainScore(when, q[0], fields.ref_of(resource))]
+        sites = site_texts(resource)
+        leg = bool(sites) and names_any(sites, settings.lower_limb_words)
+        return [], [PainScore(when, q[0], fields.ref_of(resource), lower_limb=leg)]
     for name in MEASURED_CONCEPTS:
         if name in names:
             measured = _measurement(resource, name, settings)
@@ -302,9 +359,10 @@ def from_observation(
                 value=value,
                 time_known=known,
                 amount=amount,
+                documented=_documented(resource, _OBSERVATION_TIMES),
             )
             return [finding], []
-    if _value_negated(resource):
+    if _value_negated(resource, lexicon):
         return [], []
     found = _coded_findings(resource, code, lexicon) or _coded_findings(
         resource, resource.get("valueCodeableConcept"), lexicon
@@ -325,6 +383,8 @@ def from_observation(
     ref = fields.ref_of(resource)
     site = _body_site_laterality(resource, lexicon)
     text_side = lexicon.text.laterality_of(" ".join(fields.concept_texts(code)))
+    documented = _documented(resource, _OBSERVATION_TIMES)
+    sites = site_texts(resource)
     return [
         Finding(
             concept=concept,
@@ -334,6 +394,8 @@ def from_observation(
             laterality=_combine(implied, site, text_side),
             from_text=from_text,
             time_known=known,
+            documented=documented,
+            sites=sites,
         )
         for concept, implied, label in found
     ], []

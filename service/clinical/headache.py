@@ -10,9 +10,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from service.clinical import model
+from service.clinical.currency import Currency
 from service.clinical.findings import Findings
+from service.clinical.history import scope_for
 from service.clinical.model import Episode, Match
-from service.clinical.scope import Scope
 from service.clinical.settings import ClinicalSettings
 
 HEADACHE = ("headache", "headache_postural")
@@ -35,11 +36,12 @@ def post_puncture_headache(
     (anaesthesia review if severe). When it starts later (up to 14 days) or comes with fever,
     neck stiffness, seizure, altered consciousness or new weakness, then raise a warning.
     """
-    s = Scope(episode, settings, now, findings.findings)
+    s = scope_for(episode, findings, settings, now)
     late = s.select(
         findings.of(*HEADACHE), after_block=False, length=settings.headache_atypical_window
     )
-    if not late:
+    ends = episode.punctured.latest + settings.headache_atypical_window
+    if not Currency.of("R-10", settings, now).any(late, ends):
         return []
     early = [f for f in late if s.by(f, settings.headache_window)]
     atypical = s.select(

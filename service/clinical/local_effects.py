@@ -11,9 +11,10 @@ from __future__ import annotations
 from datetime import datetime
 
 from service.clinical import model
+from service.clinical.currency import Currency
 from service.clinical.findings import INFECTION_MARKER, Findings
+from service.clinical.history import scope_for
 from service.clinical.model import Episode, Match
-from service.clinical.scope import Scope
 from service.clinical.settings import ClinicalSettings
 
 LEG_DEFICITS = ("leg_weakness", "paraplegia", "leg_numbness", "leg_heaviness")
@@ -30,14 +31,15 @@ def isolated_retention(
     end (or while an infusion runs), without a leg deficit after the block, saddle numbness or
     incontinence, then raise a warning to scan the bladder and examine legs and saddle sensation.
     """
-    s = Scope(episode, settings, now, findings.findings)
+    s = scope_for(episode, findings, settings, now)
     ends = episode.block_ends
     retention = [
         f
         for f in findings.of("urinary_retention")
         if s.new(f) and (ends is None or f.when.earliest <= ends + settings.retention_after_block)
     ]
-    if not retention:
+    window_end = now if ends is None else ends + settings.retention_after_block
+    if not Currency.of("R-06", settings, now).any(retention, window_end):
         return []
     window = settings.cauda_equina_window
     deficits = s.select(findings.of(*LEG_DEFICITS), after_block=True, length=window)
@@ -57,7 +59,7 @@ def site_soreness(
     """
     if not settings.site_soreness_enabled:
         return []
-    s = Scope(episode, settings, now, findings.findings)
+    s = scope_for(episode, findings, settings, now)
     sore = s.select(
         findings.of("back_pain"), after_block=False, length=settings.site_soreness_window
     )

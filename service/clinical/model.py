@@ -52,6 +52,23 @@ class Finding:
     time_known: bool = True
     amount: float | None = None
     """The measured number in the rules' unit (glucose mg/dL, Celsius, 10^9/L, INR)."""
+    documented: When | None = None
+    """When the record was last documented: the later of onset and ``recordedDate`` (Condition)
+    or of ``effective[x]`` and ``issued`` (Observation); ``None`` when no time was recorded.
+    Cards say "documented 5 h ago" from it (clinical-spec §3.5); :meth:`documented_hours_ago`."""
+    condition: bool = False
+    """Whether the finding comes from a Condition (only Conditions can be baseline, §3.1)."""
+    sites: tuple[str, ...] = ()
+    """Texts of the record's ``bodySite`` (which limb: pain-score site, MRI region)."""
+    resolved: When | None = None
+    """When a Condition stopped: its ``abatement[x]``, or ``When.unknown`` when it is marked
+    resolved/inactive/remission without a date. ``None`` while it is active (§3.5)."""
+
+    def documented_hours_ago(self, now: datetime) -> float | None:
+        """Hours from the latest documentation of this finding to ``now`` (``None``: unknown)."""
+        if self.documented is None or not self.documented.recorded:
+            return None
+        return (now - min(self.documented.latest, now)).total_seconds() / 3600.0
 
 
 @dataclass(frozen=True)
@@ -61,6 +78,8 @@ class PainScore:
     when: When
     score: float
     source: ResourceRef
+    lower_limb: bool = False
+    """Whether the score's ``bodySite`` names a lower limb (then it grades leg pain, §3.3 R-05)."""
 
 
 @dataclass(frozen=True)
@@ -106,12 +125,26 @@ class Episode:
     time_known: bool = True
     region: str | None = None
     """Spinal region of an injection (``cervical_thoracic`` or ``lumbar_sacral``) when known."""
+    presumed_until: datetime | None = None
+    """A completed catheter with no removal time: presumed in place until this instant (T_punct +
+    ``presumed_catheter_hours``); every statement about its removal says it was not recorded."""
+
+    @property
+    def removal_unknown(self) -> bool:
+        """Whether the catheter's removal time was not recorded (its presence is presumed)."""
+        return self.presumed_until is not None
 
     @property
     def reference(self) -> When:
-        """``T_ref``: the later of puncture and catheter removal (both are bleeding events)."""
+        """``T_ref``: the later of puncture and catheter removal (both are bleeding events).
+
+        With the removal time unknown, the presumed removal counts, so no window starting at
+        ``T_ref`` is shorter than it would be had the removal been recorded (safety note 1).
+        """
         if self.removed is not None and self.removed.latest > self.punctured.latest:
             return self.removed
+        if self.presumed_until is not None and self.presumed_until > self.punctured.latest:
+            return When(self.punctured.earliest, self.presumed_until)
         return self.punctured
 
 

@@ -19,12 +19,13 @@ from datetime import datetime, timedelta
 from service.clinical import model
 from service.clinical.antithrombotics import monitoring_facts, timing_conflicts
 from service.clinical.asra import AsraTable
+from service.clinical.currency import Currency
 from service.clinical.findings import INFECTION_MARKER, Findings
 from service.clinical.headache import post_puncture_headache
+from service.clinical.history import for_episode, scope_for
 from service.clinical.local_effects import isolated_retention, site_soreness
 from service.clinical.medications import WARFARIN
 from service.clinical.model import Episode, Finding, Match, MedicationEvent
-from service.clinical.scope import Scope
 from service.clinical.settings import ClinicalSettings
 from service.clinical.steroids import repeat_injections, steroid_glucose
 from service.clinical.unattributed import unattributed_red_flags
@@ -96,7 +97,10 @@ def red_flags(
     bowel change, saddle numbness, a deficit with fever, early bilateral weakness after an ESI, or
     a recorded spinal emergency), then raise a critical card per matched pattern.
     """
-    s = Scope(episode, settings, now, findings.findings)
+    s = scope_for(episode, findings, settings, now)
+    cur = Currency.of("R-01", settings, now)
+    punct = episode.punctured.latest
+    hematoma_end = episode.reference.latest + settings.hematoma_window
     out: list[Match] = []
     critical = model.CRITICAL
 
@@ -107,7 +111,7 @@ def red_flags(
         from_reference=True,
     )
     motor = _weakness_red_flag(weak, settings)
-    if motor:
+    if motor and cur.any(motor, hematoma_end):
         out.append(_match("hematoma_motor", "R-01", critical, episode, motor))
 
     numb = s.select(
@@ -117,7 +121,7 @@ def red_flags(
         from_reference=True,
     )
     sensory = bilateral(numb, settings.laterality_merge)
-    if sensory:
+    if sensory and cur.any(sensory, hematoma_end):
         out.append(_match("hematoma_sensory", "R-01", critical, episode, sensory))
 
     ces_window = settings.cauda_equina_window
@@ -139,13 +143,14 @@ def red_flags(
     ces_evidence = list(sphincter) + late_retention + radicular
     if retention and leg_deficit:
         ces_evidence += retention + leg_deficit
-    if ces_evidence:
+    if ces_evidence and cur.any(ces_evidence, punct + ces_window):
         out.append(_match("cauda_equina", "R-01", critical, episode, ces_evidence))
 
     abscess_window = settings.abscess_window
     deficits = s.select(findings.of(*DEFICITS), after_block=True, length=abscess_window)
     infection = s.select(findings.of(*INFECTION), after_block=False, length=abscess_window)
-    if deficits and infection:
+    # The new deficit must be current; the infection signs may be older (inside the window).
+    if deficits and infection and cur.any(deficits, punct + abscess_window):
         out.append(_match("abscess_deficit", "R-01", critical, episode, deficits + infection))
 
     if episode.procedure_class == model.ESI:
@@ -153,13 +158,13 @@ def red_flags(
             f for f in findings.of(*WEAKNESS) if s.new(f) and s.by(f, settings.cord_infarct_window)
         ]
         infarct = _weakness_red_flag(early, settings)
-        if infarct:
+        if infarct and cur.any(infarct, punct + settings.cord_infarct_window):
             out.append(_match("cord_infarct", "R-01", critical, episode, infarct))
 
     recorded = s.select(
         findings.of("spinal_emergency_diagnosis"), after_block=False, length=abscess_window
     )
-    if recorded:
+    if recorded and cur.any(recorded, punct + abscess_window):
         out.append(_match("recorded_diagnosis", "R-01", critical, episode, recorded))
     return out
 
@@ -173,7 +178,9 @@ def possible_abscess(
     with new back pain or insertion-site signs raise a critical card (possible epidural abscess);
     without them raise a warning to examine the site and the back.
     """
-    s = Scope(episode, settings, now, findings.findings)
+    s = scope_for(episode, findings, settings, now)
+    cur = Currency.of("R-02", settings, now)
+    ends = episode.punctured.latest + settings.abscess_window
     start = episode.punctured.earliest + settings.abscess_start
     infection = [
         f
@@ -185,6 +192,10 @@ def possible_abscess(
     if not infection:
         return []
     local = s.select(findings.of(*LOCAL_SIGNS), after_block=False, length=settings.abscess_window)
+    # The infection signs must be current: a fever long gone does not turn persisting back pain
+    # into a possible abscess. Back pain or site signs may be older (inside the window).
+    if not cur.any(infection, ends):
+        return []
     if local:
         return [_match("abscess", "R-02", model.CRITICAL, episode, infection + local)]
     return [_match("fever_after_epidural", "R-02", model.WARNING, episode, infection)]
@@ -201,14 +212,15 @@ def dense_block_during_infusion(
     """
     if episode.procedure_class != model.CATHETER or episode.block_ends is not None:
         return []
-    s = Scope(episode, settings, now, findings.findings)
+    s = scope_for(episode, findings, settings, now)
     weak = s.select(
         findings.of(*WEAKNESS),
         after_block=False,
         length=settings.hematoma_window,
         from_reference=True,
     )
-    if not weak:
+    ends = episode.reference.latest + settings.hematoma_window
+    if not Currency.of("R-05", settings, now).any(weak, ends):
         return []
     return [_match("dense_block_infusion", "R-05", model.WARNING, episode, weak)]
 
@@ -219,23 +231,51 @@ def persisting_symptoms(
     """R-05: leg symptoms beyond the expected local-anaesthetic duration, without red flags.
 
     When new leg numbness, heaviness, weakness or pain is recorded after the block should have
-    worn off and within 14 days, or a pain score rises to 7 or by 2 points over the last score
-    before the procedure, then raise a warning. Red-flag patterns take precedence (the answer
-    policy folds this warning into a critical card).
+    worn off and within 14 days, or a leg-pain score rises to 7 or by 2 points over the last
+    score before the procedure, then raise a warning. Red-flag patterns take precedence (the
+    answer policy folds this warning into a critical card).
+
+    A 0-10 score grades leg pain only (amended 2026-12-01): it counts when a leg-pain finding
+    is recorded after the puncture or the score's body site is a lower limb, never on its own,
+    and never after a labour or surgical catheter, where pain scores measure other pain.
     """
     if episode.procedure_class == model.NEURAXIAL_OTHER or episode.block_ends is None:
         return []
-    s = Scope(episode, settings, now, findings.findings)
-    evidence = s.select(
-        findings.of(*PERSISTING), after_block=True, length=settings.persistence_window
-    )
+    s = scope_for(episode, findings, settings, now)
+    window = settings.persistence_window
+    evidence = s.select(findings.of(*PERSISTING), after_block=True, length=window)
+    if episode.procedure_class != model.CATHETER:
+        evidence += _leg_pain_scores(
+            episode,
+            findings,
+            s.select(findings.of("leg_pain"), after_block=False, length=window),
+            settings,
+        )
+    ends = episode.punctured.latest + window
+    if not evidence or not Currency.of("R-05", settings, now).any(evidence, ends):
+        return []
+    return [_match("persisting_symptoms", "R-05", model.WARNING, episode, evidence)]
+
+
+def _leg_pain_scores(
+    episode: Episode,
+    findings: Findings,
+    leg_pain: Sequence[Finding],
+    settings: ClinicalSettings,
+) -> list[Finding]:
+    """R-05's pain-score evidence: high or rising scores that grade a leg-pain finding."""
+    if episode.block_ends is None:
+        return []
     scores_before = [p for p in findings.pain_scores if p.when.latest < episode.punctured.earliest]
     baseline = scores_before[-1].score if scores_before else None
+    out: list[Finding] = []
     for score in findings.pain_scores:
         if score.when.latest <= episode.block_ends:
             continue
         if score.when.earliest > episode.punctured.latest + settings.persistence_window:
             continue
+        if not (leg_pain or score.lower_limb):
+            continue  # a bare 0-10 score is not a leg symptom
         rose = baseline is not None and score.score - baseline >= settings.pain_score_rise
         high = score.score >= settings.pain_score_high and (
             baseline is None or score.score > baseline
@@ -244,12 +284,17 @@ def persisting_symptoms(
             value = f"{score.score:g}/10" + (
                 f" (before the procedure {baseline:g}/10)" if baseline is not None else ""
             )
-            evidence.append(
-                Finding("pain_score", score.when, score.source, "Pain score", value=value)
+            out.append(
+                Finding(
+                    "pain_score",
+                    score.when,
+                    score.source,
+                    "Pain score",
+                    value=value,
+                    documented=score.when,
+                )
             )
-    if not evidence:
-        return []
-    return [_match("persisting_symptoms", "R-05", model.WARNING, episode, evidence)]
+    return out
 
 
 def catheter_monitoring(
@@ -287,6 +332,7 @@ def evaluate(chart: Chart, settings: ClinicalSettings) -> list[Match]:
     matches: list[Match] = []
     found, meds, now = chart.findings, chart.medications, chart.now
     for episode in chart.episodes:
+        found = for_episode(chart.findings, episode)
         matches += red_flags(episode, found, settings, now)
         matches += possible_abscess(episode, found, settings, now)
         matches += persisting_symptoms(episode, found, settings, now)
@@ -303,5 +349,5 @@ def evaluate(chart: Chart, settings: ClinicalSettings) -> list[Match]:
         matches += monitoring
     matches += repeat_injections(chart.episodes, settings, now)
     attributed = any(m.indicator == model.CRITICAL for m in matches)
-    matches += unattributed_red_flags(chart.episodes, found, attributed, settings, now)
+    matches += unattributed_red_flags(chart.episodes, chart.findings, attributed, settings, now)
     return matches

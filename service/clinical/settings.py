@@ -20,7 +20,12 @@ class ClinicalSettings:
     expected_block: Mapping[str, timedelta]
     new_finding_tolerance: timedelta
     steroid_with_procedure: timedelta
-    catheter_presumed_in_situ_max: timedelta
+    presumed_catheter: timedelta
+    baseline_lookback: timedelta
+    current_finding: Mapping[str, timedelta]
+    """Currency per rule id (``default`` for rules not listed); see :meth:`current_for`."""
+    lower_limb_words: tuple[str, ...]
+    upper_limb_words: tuple[str, ...]
     laterality_merge: timedelta
     unknown_laterality_weakness_is_red_flag: bool
     include_spinal_and_lumbar_puncture: bool
@@ -78,7 +83,13 @@ class ClinicalSettings:
             },
             new_finding_tolerance=hours(doc["new_finding_tolerance_hours"]),
             steroid_with_procedure=hours(doc["steroid_with_procedure_hours"]),
-            catheter_presumed_in_situ_max=days(doc["catheter_presumed_in_situ_max_days"]),
+            presumed_catheter=hours(doc["presumed_catheter_hours"]),
+            baseline_lookback=days(doc["baseline_lookback_days"]),
+            current_finding={
+                _rule_id(key): hours(value) for key, value in doc["current_finding_hours"].items()
+            },
+            lower_limb_words=tuple(doc["limb_words"]["lower_limb"]),
+            upper_limb_words=tuple(doc["limb_words"]["upper_limb"]),
             laterality_merge=hours(doc["laterality_merge_hours"]),
             unknown_laterality_weakness_is_red_flag=bool(
                 doc["unknown_laterality_weakness_is_red_flag"]
@@ -121,6 +132,15 @@ class ClinicalSettings:
             site_soreness_enabled=bool(doc["site_soreness"]["enabled"]),
             site_soreness_window=days(doc["site_soreness"]["days_after_puncture"]),
         )
+
+    def current_for(self, rule: str) -> timedelta:
+        """How long a finding stays current for ``rule`` (clinical-spec §3.5)."""
+        return self.current_finding.get(rule, self.current_finding["default"])
+
+
+def _rule_id(key: str) -> str:
+    """``r05`` (a settings key) -> ``R-05`` (a rule id); ``default`` stays ``default``."""
+    return f"R-{key[1:]}" if key.startswith("r") and key[1:].isdigit() else key
 
 
 def hours(value: Any) -> timedelta:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from service.clinical import model
+from service.clinical.currency import Currency
 from service.clinical.findings import Findings
 from service.clinical.model import Episode, Finding, Match
 from service.clinical.settings import ClinicalSettings
@@ -61,11 +62,17 @@ def _bilateral_weakness(findings: Sequence[Finding], merge_seconds: float) -> li
 def recent_red_flags(
     findings: Findings, settings: ClinicalSettings, now: datetime
 ) -> list[Finding]:
-    """Cauda equina and cord red flags recorded in the last days (no epidural needed)."""
+    """Cauda equina and cord red flags recorded in the last days and still current."""
     since = now - settings.red_flags_recent
+    # R-04 has no window end: only the age of the record decides its currency (§3.5).
+    cur = Currency.of("R-04", settings, now)
 
     def recent(found: Sequence[Finding]) -> list[Finding]:
-        return [f for f in found if f.when.latest >= since and f.when.earliest <= now]
+        return [
+            f
+            for f in found
+            if f.when.latest >= since and f.when.earliest <= now and cur.current(f, None)
+        ]
 
     saddle = recent(findings.of("saddle_anaesthesia"))
     incontinence = recent(findings.of("incontinence"))

@@ -167,17 +167,21 @@ def condition(
     side: str | None = None,
     site_text: str | None = None,
     verification: str | None = "confirmed",
-    clinical: str = "active",
+    clinical: str | None = "active",
     note: str | None = None,
+    abated: datetime | str | None = None,
 ) -> dict[str, Any]:
-    """A Condition (symptom/finding/diagnosis)."""
+    """A Condition (symptom/finding/diagnosis); ``clinical=None`` leaves out clinicalStatus."""
     resource: dict[str, Any] = {
         "resourceType": "Condition",
         "id": _id("cond", id),
         "subject": {"reference": f"Patient/{PATIENT_ID}"},
-        "clinicalStatus": {"coding": [{"system": CLINICAL, "code": clinical}]},
         "code": codeable(code, system, text=text, display=display),
     }
+    if clinical is not None:
+        resource["clinicalStatus"] = {"coding": [{"system": CLINICAL, "code": clinical}]}
+    if abated is not None:
+        resource["abatementDateTime"] = iso(abated)
     if verification is not None:
         resource["verificationStatus"] = {
             "coding": [{"system": VERIFICATION, "code": verification}]
@@ -212,6 +216,7 @@ def observation(
     status: str = "final",
     text: str | None = None,
     side: str | None = None,
+    site_text: str | None = None,
     note: str | None = None,
     reference_high: float | None = None,
 ) -> dict[str, Any]:
@@ -245,7 +250,7 @@ def observation(
         resource["interpretation"] = [
             {"coding": [{"system": INTERPRETATION, "code": interpretation}]}
         ]
-    sites = body_site(side)
+    sites = body_site(side, text=site_text)
     if sites:
         resource["bodySite"] = sites[0]
     if note is not None:
@@ -392,6 +397,50 @@ def episodes_of(
         content.settings,
         now,
     )
+
+
+_TIME_KEYS = (
+    "onsetDateTime",
+    "recordedDate",
+    "abatementDateTime",
+    "effectiveDateTime",
+    "effectiveInstant",
+    "issued",
+    "performedDateTime",
+    "authoredOn",
+    "start",
+    "end",
+)
+
+
+def just_after(resources: Iterable[dict[str, Any]], earliest: datetime) -> datetime:
+    """One hour after the latest time recorded in ``resources``, and not before ``earliest``.
+
+    The chart is opened right after its last record: since cards stop once their evidence is
+    no longer current (clinical-spec §3.5), window tests evaluate at the time the record was
+    written rather than months later.
+    """
+    from service.clinical.timing import parse
+
+    latest = earliest - timedelta(hours=1)
+
+    def visit(value: Any) -> None:
+        nonlocal latest
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if key in _TIME_KEYS and isinstance(item, str):
+                    when = parse(item)
+                    if when is not None and when.latest > latest:
+                        latest = when.latest
+                else:
+                    visit(item)
+        elif isinstance(value, list):
+            for item in value:
+                visit(item)
+
+    for resource in resources:
+        visit(resource)
+    return latest + timedelta(hours=1)
 
 
 def chart_of(resources: Iterable[dict[str, Any]], content: Content, now: datetime) -> rules.Chart:

@@ -239,7 +239,9 @@ def test_s1_bilateral_weakness_after_labour_epidural(content: Content, summary: 
     )
     assert [s["label"] for s in card["suggestions"]] == [
         content.suggestions[k].label
-        for k in ("mri_hematoma", "neurosurgery_referral", "mri_cauda_equina")
+        # One MRI choice for the whole card (§3.1 imaging region): the thoracic + lumbar study
+        # of the haematoma pattern covers the cauda equina pattern's lumbar MRI.
+        for k in ("mri_hematoma", "neurosurgery_referral")
     ]
     assert card["selectionBehavior"] == "any"
 
@@ -299,6 +301,7 @@ def test_s3_bilateral_heaviness_day_5_then_abscess(content: Content, summary: Su
         content.suggestions[k].label
         for k in (
             "mri_abscess",
+            "mri_hematoma",  # the alternative without contrast: imaging never waits for it
             "neurosurgery_referral",
             "infectious_disease_referral",
             "anesthesia_referral",

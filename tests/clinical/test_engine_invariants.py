@@ -307,7 +307,7 @@ def test_text_only_red_flag_gives_the_same_critical_card(
     content: Content, name: str, coded: Resources, text: Resources
 ) -> None:
     index = [procedure("62322", CPT, id="p")]
-    now = d(4)
+    now = d(3) + timedelta(hours=1)  # every twin's record is still current (§3.5)
     coded_cards = cards_of([*index, *coded], content, now)
     text_cards = cards_of([*index, *text], content, now)
     assert [c["indicator"] for c in coded_cards] == ["critical"]

@@ -299,13 +299,22 @@ def test_open_infusion_after_removal_no_longer_holds_the_block(content: Content)
 
 @pytest.mark.parametrize(
     ("now", "in_situ"),
-    [(d(5), True), (d(4) + timedelta(hours=23), True), (d(5) + MIN, False)],
+    [(h(1), True), (h(24), True), (h(24) + MIN, False), (d(5), False)],
 )
-def test_no_end_presumes_in_situ_only_for_five_days(
+def test_completed_without_end_presumes_in_situ_for_24_hours(
     content: Content, now: datetime, in_situ: bool
 ) -> None:
+    # §3.1 amended 2026-12-01: only a performedDateTime -> removal time unknown, presumed in
+    # place until T_punct + presumed_catheter_hours (24 h), never for days.
     episode = only([procedure("18946005", SNOMED)], content, now)
     assert (episode.catheter_in_situ, episode.removed, episode.block_ends) == (in_situ, None, h(4))
+    assert (episode.removal_unknown, episode.presumed_until) == (True, h(24))
+    assert episode.reference.latest == h(24)  # windows from T_ref are never shortened
+
+
+def test_in_progress_catheter_stays_in_situ_and_is_not_presumed(content: Content) -> None:
+    episode = only([procedure("01967", CPT, status="in-progress", period=True)], content, d(5))
+    assert (episode.catheter_in_situ, episode.removal_unknown) == (True, False)
 
 
 def test_stopped_infusion_still_sets_the_last_local_anaesthetic(content: Content) -> None:

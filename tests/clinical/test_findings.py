@@ -65,6 +65,8 @@ def test_coded_condition_becomes_a_finding(content: Content) -> None:
             laterality=None,
             from_text=False,
             time_known=True,
+            documented=When.at(h(20)),
+            condition=True,
         )
     ]
 

@@ -31,11 +31,12 @@ from tests.clinical.conftest import (
     d,
     epidural_infusion,
     h,
+    just_after,
     med_admin,
     observation,
     procedure,
 )
-from tests.clinical.test_rules import BLOCK_CATH, LATE, REMOVED, Resources, catheter, esi
+from tests.clinical.test_rules import BLOCK_CATH, OPENED, REMOVED, Resources, catheter, esi
 
 APIXABAN_5 = "1364445"
 INR = "6301-6"
@@ -46,10 +47,22 @@ DIABETES_INSULIN = "237599002"
 ESI_CERVICAL = "64479"
 
 
-def patterns(content: Content, resources: Resources, now: datetime = LATE) -> set[str]:
-    """Pattern ids of every match, with the ASRA table loaded (R-03 runs)."""
+def patterns(content: Content, resources: Resources, now: datetime | None = None) -> set[str]:
+    """Pattern ids of every match, with the ASRA table loaded (R-03 runs); by default at
+    ``just_after`` the chart's last record, as in test_rules."""
+    now = now if now is not None else just_after(resources, OPENED)
     chart = replace(chart_of(resources, content, now), asra=content.asra)
     return {m.pattern for m in rules.evaluate(chart, content.settings)}
+
+
+# R-03's window ends 48 h after the catheter's removal (clinical-spec §3.5): its tests open the
+# chart inside it, and leave the catheter reminder (R-07) of the same hours out.
+IN_R03_WINDOW = REMOVED + timedelta(hours=47)
+
+
+def r03(content: Content, resources: Resources) -> set[str]:
+    """R-03 (and any other non-reminder) patterns while R-03's window is open."""
+    return patterns(content, resources, now=IN_R03_WINDOW) - {"catheter_monitoring"}
 
 
 def glucose(value: float, at: datetime, unit: str = "mg/dL") -> dict[str, Any]:
@@ -76,7 +89,7 @@ def test_r03_low_dose_enoxaparin_after_catheter_removal(
     content: Content, after_removal: timedelta, expected: set[str]
 ) -> None:
     dose = med_admin(ENOXAPARIN_40, display="enoxaparin 40 mg", at=REMOVED + after_removal)
-    assert patterns(content, [*catheter(), dose]) == expected
+    assert r03(content, [*catheter(), dose]) == expected
 
 
 @pytest.mark.parametrize(
@@ -92,7 +105,7 @@ def test_r03_apixaban_5_mg_with_the_catheter_in_place(
     content: Content, at: datetime, expected: set[str]
 ) -> None:
     dose = med_admin(APIXABAN_5, display="apixaban 5 mg", at=at)
-    assert patterns(content, [*catheter(), dose]) == expected
+    assert r03(content, [*catheter(), dose]) == expected
 
 
 def on_warfarin() -> Resources:
@@ -114,11 +127,11 @@ def on_warfarin() -> Resources:
 def test_r03_inr_at_catheter_removal_on_warfarin(
     content: Content, value: float, at: datetime, expected: set[str]
 ) -> None:
-    assert patterns(content, [*on_warfarin(), inr(value, at)]) == expected
+    assert r03(content, [*on_warfarin(), inr(value, at)]) == expected
 
 
 def test_r03_no_inr_at_removal_on_warfarin_is_missing(content: Content) -> None:
-    assert patterns(content, on_warfarin()) == {"inr_missing"}
+    assert r03(content, on_warfarin()) == {"inr_missing"}
 
 
 def test_r03_latest_inr_before_removal_decides(content: Content) -> None:
@@ -127,7 +140,7 @@ def test_r03_latest_inr_before_removal_decides(content: Content) -> None:
         inr(1.8, REMOVED - timedelta(hours=10)),
         inr(1.4, REMOVED - timedelta(hours=2)),
     ]
-    assert patterns(content, resources) == set()
+    assert r03(content, resources) == set()
 
 
 # -- R-06: retention persisting after a catheter block --
@@ -306,7 +319,27 @@ def test_r10_headache_windows(content: Content, at: datetime, expected: set[str]
 def test_r04_red_flags_recorded_in_the_last_7_days(
     content: Content, age: timedelta, expected: set[str]
 ) -> None:
+    # With R-04's currency raised above 7 days, the 7-day recency rule alone decides.
+    longer = {**content.settings.current_finding, "R-04": timedelta(days=30)}
+    settings = replace(content.settings, current_finding=longer)
     now = d(100)  # the ESI at T0 explains nothing this late
+    flag = condition(FAECAL_INCONTINENCE, onset=now - age)
+    chart = replace(chart_of([*esi(), flag], content, now), asra=content.asra)
+    assert {m.pattern for m in rules.evaluate(chart, settings)} == expected
+
+
+@pytest.mark.parametrize(
+    ("age", "expected"),
+    [
+        (timedelta(hours=72), {"unattributed_red_flags"}),
+        (timedelta(hours=72) + MIN, set()),
+    ],
+)
+def test_r04_stops_when_its_red_flag_is_no_longer_current(
+    content: Content, age: timedelta, expected: set[str]
+) -> None:
+    # §3.5: R-04 has no window end, so only the age of the record (72 h by default) applies.
+    now = d(100)
     flag = condition(FAECAL_INCONTINENCE, onset=now - age)
     assert patterns(content, [*esi(), flag], now=now) == expected
 

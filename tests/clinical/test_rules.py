@@ -4,8 +4,9 @@ Default index procedures:
 - ``esi()``: CPT 64483 at T0; block ends T0 + 8 h; cord-infarct window T0 + 48 h.
 - ``catheter()``: labour epidural (CPT 01967) at T0, ropivacaine infusion T0..T0+12 h, removed at
   T0 + 14 h; block ends T0 + 16 h (last LA + 4 h); T_ref = T0 + 14 h.
-Unless a test is about "now", it evaluates long after everything (``LATE``), so only the finding
-times decide.
+Unless a test is about "now", it evaluates just after the chart's last record and no earlier than
+three days after the puncture (``just_after(..., OPENED)``): the findings are then current
+(clinical-spec §3.5), the catheter reminder has ended, and only the finding times decide.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from tests.clinical.conftest import (
     d,
     epidural_infusion,
     h,
+    just_after,
     matches_of,
     med_admin,
     med_request,
@@ -52,6 +54,9 @@ from tests.clinical.conftest import (
 )
 
 LATE = d(90)
+OPENED = d(
+    3
+)  # by default charts are opened 3 days after the puncture, or just after the last record
 BLOCK_ESI = h(8)
 BLOCK_CATH = h(16)
 REMOVED = h(14)
@@ -70,7 +75,10 @@ def catheter() -> Resources:
     ]
 
 
-def patterns(content: Content, resources: Resources, now: datetime = LATE) -> set[str]:
+def patterns(content: Content, resources: Resources, now: datetime | None = None) -> set[str]:
+    """Patterns at ``now``; by default just after the latest record, and no earlier than 3 days
+    after the puncture, when the catheter reminder (R-07) of these charts has ended."""
+    now = now if now is not None else just_after(resources, OPENED)
     return {m.pattern for m in matches_of(resources, content, now)}
 
 
@@ -98,7 +106,8 @@ def back_pain(at: datetime) -> dict[str, Any]:
         (BLOCK_CATH, set()),  # exactly at the block end: not yet after it
         (BLOCK_CATH + MIN, {"hematoma_motor", "persisting_symptoms"}),
         (REMOVED + timedelta(days=7), {"hematoma_motor", "persisting_symptoms"}),
-        (REMOVED + timedelta(days=7) + MIN, {"persisting_symptoms"}),
+        # Outside R-01's window, bilateral weakness recorded now is still a red flag (R-04).
+        (REMOVED + timedelta(days=7) + MIN, {"persisting_symptoms", "unattributed_red_flags"}),
     ],
 )
 def test_hematoma_motor_window_after_catheter(
@@ -209,7 +218,7 @@ def test_bilateral_heaviness_is_not_a_red_flag(content: Content) -> None:
         (BLOCK_ESI - MIN, set()),
         (BLOCK_ESI + MIN, {"cauda_equina"}),
         (d(30), {"cauda_equina"}),
-        (d(30) + MIN, set()),
+        (d(30) + MIN, {"unattributed_red_flags"}),  # outside R-01's window: not attributed
     ],
 )
 def test_incontinence_window(content: Content, at: datetime, expected: set[str]) -> None:
@@ -360,7 +369,8 @@ def test_future_dated_finding_is_ignored(content: Content) -> None:
 
 def test_text_only_red_flag_fires_the_same_rule(content: Content) -> None:
     resources = [*esi(), condition(None, text="can't lift either leg", onset=h(20))]
-    found = [m for m in matches_of(resources, content, LATE) if m.pattern == "hematoma_motor"]
+    now = just_after(resources, OPENED)
+    found = [m for m in matches_of(resources, content, now) if m.pattern == "hematoma_motor"]
     assert len(found) == 1
     assert [(f.concept, f.laterality, f.from_text) for f in found[0].evidence] == [
         ("leg_weakness", "bilateral", True)
@@ -389,7 +399,8 @@ def test_fever_with_back_pain_is_possible_abscess(
 
 
 def test_fever_without_back_pain_is_a_warning(content: Content) -> None:
-    (match,) = matches_of([*esi(), temperature(38.0, h(24), id="t1")], content, LATE)
+    resources = [*esi(), temperature(38.0, h(24), id="t1")]
+    (match,) = matches_of(resources, content, just_after(resources, OPENED))
     assert (match.rule, match.pattern, match.indicator) == (
         "R-02",
         "fever_after_epidural",
@@ -400,7 +411,7 @@ def test_fever_without_back_pain_is_a_warning(content: Content) -> None:
 
 def test_abscess_match_carries_fever_and_back_pain(content: Content) -> None:
     resources = [*esi(), back_pain(h(20)), temperature(38.6, d(4), id="t1")]
-    (match,) = matches_of(resources, content, LATE)
+    (match,) = matches_of(resources, content, just_after(resources, OPENED))
     assert (match.rule, match.pattern, match.indicator) == ("R-02", "abscess", "critical")
     assert [f.concept for f in match.evidence] == ["back_pain", "fever"]
 
@@ -501,10 +512,11 @@ def test_onset_within_the_clock_skew_tolerance_is_new(content: Content) -> None:
     ],
 )
 def test_pain_score_rise(content: Content, baseline: int | None, score: int, fires: bool) -> None:
-    resources = [*esi(), pain_score(score, h(20), id="now")]
+    # The score's body site is a leg: a bare score never stands alone (R-05 amended 2026-12-01).
+    resources = [*esi(), pain_score(score, h(20), id="now", site_text="Left leg")]
     if baseline is not None:
         resources.append(pain_score(baseline, h(-2), id="before"))
-    matches = matches_of(resources, content, LATE)
+    matches = matches_of(resources, content, just_after(resources, OPENED))
     if not fires:
         assert matches == []
         return
@@ -535,7 +547,8 @@ def test_the_last_score_before_the_puncture_is_the_baseline(content: Content) ->
     ],
 )
 def test_pain_score_window(content: Content, at: datetime, expected: set[str]) -> None:
-    assert patterns(content, [*esi(), pain_score(3, h(-2)), pain_score(8, at)]) == expected
+    leg = pain_score(8, at, site_text="right lower limb")
+    assert patterns(content, [*esi(), pain_score(3, h(-2)), leg]) == expected
 
 
 def test_no_persisting_rule_after_spinal_or_lumbar_puncture(content: Content) -> None:
@@ -603,8 +616,12 @@ def test_catheter_in_situ_gives_monitoring_info(content: Content) -> None:
     )
 
 
-@pytest.mark.parametrize(("now", "expected"), [(d(4), {"catheter_monitoring"}), (d(6), set())])
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [(h(24), {"catheter_monitoring"}), (h(24) + MIN, set()), (d(4), set())],
+)
 def test_presumed_in_situ_catheter(content: Content, now: datetime, expected: set[str]) -> None:
+    # A completed catheter with only a start time is presumed in place for 24 h (§3.1 amended).
     assert patterns(content, [procedure("18946005", SNOMED)], now=now) == expected
 
 

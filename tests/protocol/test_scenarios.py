@@ -43,7 +43,19 @@ from tests.protocol.conftest import (
 
 CPT = "http://www.ama-assn.org/go/cpt"
 LOINC = "http://loinc.org"
-SPINE_MRI = {(CPT, "72148"), (CPT, "72158"), (LOINC, "30679-5"), (LOINC, "24967-2")}
+# Lumbar, thoracic and whole-spine MRI (clinical-spec §5.4; a cervical or thoracic procedure is
+# imaged through the whole-spine study, §3.1 imaging region).
+SPINE_MRI = {
+    (CPT, "72148"),
+    (CPT, "72158"),
+    (CPT, "72146"),
+    (LOINC, "30679-5"),
+    (LOINC, "24967-2"),
+    (LOINC, "36532-0"),
+    (LOINC, "24981-3"),
+    (LOINC, "30854-4"),
+    (LOINC, "30855-1"),
+}
 REASON_TYPES = {"Condition", "Observation", "DiagnosticReport", "DocumentReference"}
 DETAIL_REFERENCE = re.compile(r"`([A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64})`")
 
