@@ -21,6 +21,7 @@ from jsonschema import Draft202012Validator
 from service.clinical import findings as clinical_findings
 from service.clinical.antithrombotics import R03_PATTERNS
 from service.clinical.asra import AsraTable
+from service.clinical.context import conflicts as context_conflicts
 from service.clinical.imaging import ImagingTable
 from service.clinical.lexicon import Lexicon
 from service.clinical.settings import ClinicalSettings
@@ -31,10 +32,20 @@ from service.clinical.terminology import (
     merge_imported,
     valueset_codes,
 )
-from service.clinical.text import TextMatcher
+from service.clinical.text import TextMatcher, words
 from service.errors import ContentError
 
-FILES = ("systems", "text", "settings", "service", "rules", "sources", "suggestions", "asra")
+FILES = (
+    "systems",
+    "text",
+    "context",
+    "settings",
+    "service",
+    "rules",
+    "sources",
+    "suggestions",
+    "asra",
+)
 CODES_PLACEHOLDER = "${codes}"
 # Code lists: one FHIR ValueSet per concept, valuesets/<concept>.json, validated by
 # schema/valueset.schema.json; VSAC expansions in valuesets/imports/<concept>.json add codes.
@@ -426,6 +437,12 @@ def _cross_check(docs: Mapping[str, Any]) -> list[tuple[str, str, str]]:
             problems.append(
                 ("text.yaml", f"$.findings.{name}", "not a finding concept the rules use")
             )
+    context = docs["context"]
+    if context["language"] not in context["languages"]:
+        problems.append(("context.yaml", "$.language", "not one of the languages defined"))
+    for language, spec in context["languages"].items():
+        for conflict in context_conflicts(spec, words):
+            problems.append(("context.yaml", f"$.languages.{language}", conflict))
     for s_index, service in enumerate(docs["service"]["services"]):
         for key, entry in service["prefetch"].items():
             path = f"$.services[{s_index}].prefetch.{key}"
@@ -549,7 +566,7 @@ def _build(directory: Path, docs: Mapping[str, Any]) -> Content:
     asra = AsraTable.from_content(docs["asra"])
     lexicon = Lexicon(
         codes=codes,
-        text=TextMatcher.from_content(text_doc),
+        text=TextMatcher.from_content(text_doc, docs["context"]),
         local_anaesthetic_names=tuple(text_doc["local_anaesthetic_names"]),
         corticosteroid_names=tuple(text_doc["corticosteroid_names"]),
         antithrombotic_names=tuple(text_doc["antithrombotic_names"]),

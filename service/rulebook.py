@@ -188,6 +188,53 @@ def _words(words: Iterable[str]) -> str:
     return ", ".join(_phrase([w]) for w in words)
 
 
+def _assertion_context(directory: Path) -> list[Block]:
+    """The assertion-context terms of every language (``context.yaml``), for review."""
+    doc = _raw(directory, "context")
+    blocks: list[Block] = [
+        Heading(3, "Assertion context"),
+        Paragraph((_header_comment((directory / "context.yaml").read_text(encoding="utf-8")),)),
+    ]
+    for language, spec in doc["languages"].items():
+        active = " (used)" if language == doc["language"] else " (not used)"
+        blocks += [
+            Heading(4, f"Language {language}{active}"),
+            Table(
+                ("Class", "Before a finding (scope runs forward)", "After a finding (backward)"),
+                tuple(
+                    ((Mono(name),), (_words(lists["pre"]),), (_words(lists["post"]),))
+                    for name, lists in spec["classes"].items()
+                ),
+            ),
+            Bullets(
+                (
+                    (
+                        Strong("Pseudo-triggers (not triggers; end a scope): "),
+                        _words(spec["pseudo"]),
+                    ),
+                    (Strong("Termination terms: "), _words(spec["termination"])),
+                    (
+                        Strong("New subject (ends a scope right after "),
+                        _words(spec["new_subject"]["after"]),
+                        Strong("): "),
+                        _words(spec["new_subject"]["terms"]),
+                    ),
+                    (Strong("Still present (after a finding): "), _words(spec["persisting"])),
+                    (
+                        Strong("Clause breaks (end a backward scope): "),
+                        _words(spec["clause_breaks"]),
+                    ),
+                    (
+                        Strong("Scope length: "),
+                        f"forward up to {spec['forward_scope_words']} words, "
+                        f"backward up to {spec['backward_scope_words']} words",
+                    ),
+                )
+            ),
+        ]
+    return blocks
+
+
 # --------------------------------------------------------------------------- building
 
 
@@ -417,23 +464,10 @@ def build(directory: Path | None = None) -> RuleBook:
         ]
 
     # ---- text recognition
-    negation = text_doc["negation"]
     blocks += [
         Heading(2, "Text recognition"),
         Paragraph((_header_comment((directory / "text.yaml").read_text(encoding="utf-8")),)),
-        Heading(3, "Negation cues"),
-        Bullets(
-            (
-                (Strong("Cues before a phrase: "), _words(negation["cues"])),
-                (
-                    Strong("Scope: "),
-                    f"up to {negation['scope_words']} words, ended early by ",
-                    _words(negation["terminators"]),
-                ),
-                (Strong("Cues after a phrase: "), _words(negation["post_cues"])),
-                (Strong("Scope after a phrase: "), f"{negation['post_scope_words']} words"),
-            )
-        ),
+        *_assertion_context(directory),
         Heading(3, "Procedures (the first class whose phrases match wins)"),
         Table(
             ("Class", "Label on cards", "Phrases"),

@@ -147,8 +147,19 @@ def test_settings_text_and_override_reasons_appear(book: rulebook.RuleBook, page
         if key in labels:
             assert " ".join(labels[key].split()) in row
     text = yaml.safe_load((CARDS / "text.yaml").read_text())
-    for cue in text["negation"]["cues"]:
-        assert f"“{cue}”" in page.text
+    context = yaml.safe_load((CARDS / "context.yaml").read_text())
+    for language, spec in context["languages"].items():
+        assert f"Language {language}" in page.text
+        terms = [
+            *(t for lists in spec["classes"].values() for t in (*lists["pre"], *lists["post"])),
+            *spec["persisting"],
+            *spec["pseudo"],
+            *spec["termination"],
+            *spec["new_subject"]["terms"],
+            *spec["clause_breaks"],
+        ]
+        for term in terms:
+            assert f"“{term}”" in page.text, term
     for name, entry in text["findings"].items():
         assert name in page.text
         for phrase in entry["phrases"]:

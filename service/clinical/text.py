@@ -1,8 +1,10 @@
-"""Recognising clinical concepts in free text, with simple negation (clinical-spec §3.4).
+"""Recognising clinical concepts in free text, with their assertion context (clinical-spec §3.4).
 
 Red flags are often documented only as text ("both legs numb and can't pee"). This module finds
-the curated phrases of ``cards/text.yaml`` as whole-word sequences, skips phrases governed by a
-negation cue ("denies leg numbness"), and reads laterality words in the same sentence. It is a
+the curated phrases of ``cards/text.yaml`` as whole-word sequences, gives each one an assertion
+(affirmed, negated, historical, hypothetical, family, resolved: :mod:`service.clinical.context`)
+and reads laterality words in the same sentence. Callers asking for concepts get the affirmed
+ones only, so no rule can take "denies weakness, numbness or retention" as evidence. It is a
 deliberately small, predictable matcher: every hit can be explained to a clinician.
 """
 
@@ -13,18 +15,24 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from service.clinical.context import AFFIRMED, ContextRules
 from service.clinical.memo import text_memo
 
-# Words, plus commas as tokens of their own so a comma can end a negation's scope.
-_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|,")
+# Words, plus commas, colons and free-standing dashes as tokens of their own: a colon ends a
+# scope ("Neuro: legs weak"), and ": negative" or "- none" after a list negates the whole list.
+# A dash between two words or numbers ("L4-5", "pins-and-needles") is not a token.
+# (The dash test comes after the "-" so it costs nothing at the other characters: with the
+# look-behind first the tokeniser was about 10 % slower, measured.)
+_WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[,:]|-+(?![a-z0-9])|-(?<![a-z0-9]-)-*")
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "`": "'"})
-_SENTENCE_BREAK = re.compile(r"[.;:!?\n]+")
+# A semicolon ends a scope as a sentence end does (clinical-spec §3.4).
+_SENTENCE_BREAK = re.compile(r"[.;!?\n]+")
 
 Phrase = tuple[str, ...]
 
 
 def words(text: str) -> list[str]:
-    """Lower-case words (and commas) of ``text``; typographic apostrophes are folded to ASCII."""
+    """Lower-case words (and , : -) of ``text``; typographic apostrophes are folded to ASCII."""
     return _WORD.findall(text.lower().translate(_APOSTROPHES))
 
 
@@ -34,11 +42,13 @@ def _phrases(raw: Iterable[Iterable[str]]) -> tuple[Phrase, ...]:
 
 @dataclass(frozen=True)
 class TextHit:
-    """A concept found in text: its name, the phrase that matched, and any laterality stated."""
+    """A concept found in text: its name, the phrase that matched, any laterality stated, and
+    what the text asserts about it (only ``affirmed`` hits are evidence)."""
 
     concept: str
     phrase: str
     laterality: str | None
+    assertion: str = AFFIRMED
 
 
 @dataclass(frozen=True)
@@ -93,14 +103,10 @@ class TextMatcher:
 
     requires_any: Mapping[str, frozenset[str]]
     procedure_order: Mapping[str, int]
-    terminators: frozenset[str]
-    scope_words: int
-    post_scope_words: int
+    context: ContextRules
     _findings: _PhraseIndex
     _procedures: _PhraseIndex
     _laterality_phrases: _PhraseIndex
-    _cues: _PhraseIndex
-    _post_cues: _PhraseIndex
     _concepts_memo: Callable[[str], tuple[TextHit, ...]] = field(
         init=False, repr=False, compare=False
     )
@@ -120,9 +126,8 @@ class TextMatcher:
             object.__setattr__(self, name, text_memo(read))
 
     @classmethod
-    def from_content(cls, doc: Mapping[str, Any]) -> TextMatcher:
-        """Build the matcher from the parsed ``cards/text.yaml`` document (already validated)."""
-        negation = doc["negation"]
+    def from_content(cls, doc: Mapping[str, Any], context: Mapping[str, Any]) -> TextMatcher:
+        """Build the matcher from ``cards/text.yaml`` and ``cards/context.yaml`` (validated)."""
         findings = doc["findings"]
         procedures = doc["procedures"]
         laterality = doc["laterality"]
@@ -132,9 +137,7 @@ class TextMatcher:
                 for name, spec in findings.items()
             },
             procedure_order={p["class"]: n for n, p in reversed(list(enumerate(procedures)))},
-            terminators=frozenset(negation["terminators"]),
-            scope_words=int(negation["scope_words"]),
-            post_scope_words=int(negation["post_scope_words"]),
+            context=ContextRules.from_content(context, words),
             _findings=_PhraseIndex(
                 (name, p) for name, spec in findings.items() for p in _phrases(spec["phrases"])
             ),
@@ -144,17 +147,22 @@ class TextMatcher:
             _laterality_phrases=_PhraseIndex(
                 (side, p) for side, phrases in laterality.items() for p in _phrases(phrases)
             ),
-            _cues=_PhraseIndex(("cue", p) for p in _phrases([c] for c in negation["cues"])),
-            _post_cues=_PhraseIndex(
-                ("cue", p) for p in _phrases([c] for c in negation["post_cues"])
-            ),
         )
 
     # -- public API ---------------------------------------------------------------------------
 
     def find_concepts(self, text: str) -> tuple[TextHit, ...]:
-        """Every non-negated finding concept in ``text``, once per concept, in text order."""
+        """Every affirmed finding concept in ``text``, once per concept, in text order."""
         return self._concepts_memo(text)
+
+    def mentions(self, text: str) -> tuple[TextHit, ...]:
+        """Every finding phrase in ``text`` with its assertion, affirmed or not, in text order.
+
+        For review and tests (the assertion corpus); rules use :meth:`find_concepts`.
+        """
+        return tuple(
+            hit for sentence in _SENTENCE_BREAK.split(text) for hit in self._sentence(sentence)
+        )
 
     def procedure_class(self, text: str) -> str | None:
         """The first procedure class (content order) whose phrases occur in ``text``, if any."""
@@ -181,31 +189,46 @@ class TextMatcher:
     def _read_concepts(self, text: str) -> tuple[TextHit, ...]:
         hits: dict[str, TextHit] = {}
         for sentence in _SENTENCE_BREAK.split(text):
+            # Most texts name no finding at all: they cost a tokenisation and a lookup per word.
             tokens = words(sentence)
-            if not tokens:
-                continue
-            spans = self._findings.find(tokens)
+            spans = self._findings.find(tokens) if tokens else None
             if not spans:
                 continue
-            laterality = self._laterality(tokens)
-            covered = {i for s in spans for i in range(s.start, s.end)}
-            token_set = set(tokens)
-            cues: list[_Span] | None = None
-            post_cues: list[_Span] | None = None
-            for span in spans:
-                if span.key in hits:
-                    continue
-                needed = self.requires_any.get(span.key)
-                if needed and not (needed & token_set):
-                    continue
-                if cues is None or post_cues is None:
-                    cues, post_cues = self._cues.find(tokens), self._post_cues.find(tokens)
-                if self._negated(tokens, span, covered, cues, post_cues):
-                    continue
-                hits[span.key] = TextHit(
-                    span.key, " ".join(tokens[span.start : span.end]), laterality
-                )
+            for hit in self._asserted(tokens, spans):
+                if hit.assertion == AFFIRMED and hit.concept not in hits:
+                    hits[hit.concept] = hit
         return tuple(hits.values())
+
+    def _sentence(self, sentence: str) -> list[TextHit]:
+        """The finding phrases of one sentence (those whose required words it has), asserted."""
+        tokens = words(sentence)
+        spans = self._findings.find(tokens) if tokens else None
+        return self._asserted(tokens, spans) if spans else []
+
+    def _asserted(self, tokens: list[str], spans: list[_Span]) -> list[TextHit]:
+        """The found phrases of one sentence that have their required words, with assertions."""
+        token_set = set(tokens)
+        requires_any = self.requires_any
+        kept = [
+            n
+            for n, span in enumerate(spans)
+            if not (needed := requires_any.get(span.key)) or not needed.isdisjoint(token_set)
+        ]
+        if not kept:
+            return []
+        laterality = self._laterality(tokens)
+        # Every phrase found shields its words from being read as context terms, even one
+        # whose required words are missing ("not able to" in "not able to lift the arm").
+        assertions = self.context.assert_spans(tokens, [(s.start, s.end) for s in spans])
+        return [
+            TextHit(
+                spans[n].key,
+                " ".join(tokens[spans[n].start : spans[n].end]),
+                laterality,
+                assertions[n],
+            )
+            for n in kept
+        ]
 
     def _read_procedure_class(self, text: str) -> str | None:
         found = {span.key for span in self._procedures.find(words(text))}
@@ -218,31 +241,3 @@ class TextMatcher:
         if len(found) == 1:
             return found.pop()
         return None
-
-    def _negated(
-        self,
-        tokens: Sequence[str],
-        span: _Span,
-        covered: set[int],
-        cues: Sequence[_Span],
-        post_cues: Sequence[_Span],
-    ) -> bool:
-        start = max(0, span.start - self.scope_words)
-        # A terminator between a cue and the phrase ends the cue's scope.
-        for cue in cues:
-            if cue.end > span.start or cue.start < start:
-                continue
-            if any(i in covered for i in range(cue.start, cue.end)):
-                continue
-            between = tokens[cue.end : span.start]
-            if not any(w in self.terminators for w in between):
-                return True
-        after_end = min(len(tokens), span.end + self.post_scope_words)
-        for cue in post_cues:
-            if not (span.end <= cue.start and cue.end <= after_end):
-                continue
-            if any(i in covered for i in range(cue.start, cue.end)):
-                continue
-            if not any(w in self.terminators for w in tokens[span.end : cue.start]):
-                return True
-        return False

@@ -505,3 +505,13 @@ def content() -> Content:
 def summary(content: Content) -> Callable[[str], str]:
     """The card summary of a pattern, read from the content (never hard-coded in tests)."""
     return lambda pattern: content.wording.cards[pattern].summary
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the assertion-context scores when the corpus test ran (test_assertion_corpus.py)."""
+    from tests.clinical.assertion_scoring import LAST_REPORT
+
+    if LAST_REPORT:
+        terminalreporter.section("assertion context: precision and recall per class")
+        for line in LAST_REPORT:
+            terminalreporter.write_line(line)

@@ -189,16 +189,20 @@ def test_sentence_break_ends_the_negation_scope(matcher: TextMatcher) -> None:
     assert found(matcher, "No fever. Legs numb.") == [("leg_numbness", None)]
 
 
-def test_negation_scope_is_limited_to_eight_words(matcher: TextMatcher) -> None:
-    assert found(matcher, "denies any trouble at night legs numb") == []
-    # "denies" is 11 words before "numb": outside the scope.
-    assert found(matcher, "denies any trouble at all during the long night then legs numb") == [
-        ("leg_numbness", None)
-    ]
+def test_negation_scope_is_limited_in_words(matcher: TextMatcher) -> None:
+    # cards/context.yaml: forward_scope_words is 12.
+    assert matcher.context.forward_scope_words == 12
+    assert found(matcher, "denies any trouble at all during the night then legs numb") == []
+    # The trigger "denies any" ends 12 words before "numb": outside the scope.
+    text = "denies any trouble at all during the long cold night and then both legs numb"
+    assert found(matcher, text) == [("leg_numbness", "bilateral")]
 
 
-def test_post_cue_reaches_only_three_words(matcher: TextMatcher) -> None:
-    assert found(matcher, "leg numbness worse overnight then resolved") == [("leg_numbness", None)]
+def test_post_cue_reaches_back_only_six_words(matcher: TextMatcher) -> None:
+    assert matcher.context.backward_scope_words == 6
+    assert found(matcher, "leg numbness for a few hours then resolved") == []
+    text = "leg numbness for a few long hours this evening then resolved"
+    assert found(matcher, text) == [("leg_numbness", None)]
 
 
 def test_post_cue_before_the_phrase_does_not_negate_it_backwards(matcher: TextMatcher) -> None:
