@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -99,7 +100,7 @@ def run(runs: int = 200, size: int = charts.BENCH_SIZE) -> dict[str, Any]:
 
     handler = _handler()
     view, sign = bodies(size)
-    calls = {
+    calls: dict[str, Callable[[], Any]] = {
         "patient-view": lambda: handler.handle(charts.SERVICE_ID, view, now=charts.ANCHOR),
         "order-sign": lambda: handler.handle(ORDERS_SERVICE, sign, now=charts.ANCHOR),
     }

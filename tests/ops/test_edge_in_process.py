@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -124,9 +125,8 @@ def test_readyz_is_503_when_the_store_is_gone(tmp_path: Path) -> None:
     data = tmp_path / "data"
     app = _dev(data)
     database = Path(default_database_url(data).removeprefix("sqlite:///"))
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{database}{suffix}").unlink(missing_ok=True)
-    data.rmdir()  # SQLite cannot even create a new file now
+    assert database.parent == data
+    shutil.rmtree(data)  # the store and everything beside it: SQLite cannot even create a file now
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
     assert response.mimetype == "application/fhir+json"
@@ -250,6 +250,6 @@ def test_the_migrations_create_exactly_the_audit_table_the_code_writes(tmp_path:
     with engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), metadata) == []
         assert (
-            connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+            connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
         )
     engine.dispose()
