@@ -31,7 +31,9 @@ R03_PATTERNS = (
     "inr_in_situ",
     "heparin_platelets",
     "thrombolytic_after_puncture",
+    "thrombolytic_ordered_after_puncture",
 )
+THROMBOLYTIC_PATTERNS = ("thrombolytic_after_puncture", "thrombolytic_ordered_after_puncture")
 
 
 _ANCHOR_EVENT = {
@@ -299,6 +301,21 @@ def timing_conflicts(
     for event, exposure in exposures:
         if event.administered or exposure.drug.key in given_drugs or not event.in_progress:
             continue
+        if THROMBOLYTIC in event.classes and event.start is not None:
+            # Trigger f) from an active order alone (no administration recorded): a warning with
+            # "order only", never more (clinical-spec §3.1 antithrombotic exposure).
+            gap = event.start.earliest - episode.punctured.latest
+            within = timedelta(0) <= gap <= settings.thrombolytic_after_puncture
+            if within and now <= thrombolytic_closes + settings.antithrombotic_after_removal:
+                params = {
+                    "drug": exposure.drug.names[0],
+                    "hours": _hours(gap),
+                    "days": _hours(settings.thrombolytic_after_puncture),
+                }
+                out.add(
+                    "thrombolytic_ordered_after_puncture", params, "fact_thrombolytic_order", event
+                )
+            continue
         if (
             episode.procedure_class == model.CATHETER
             and episode.catheter_in_situ
@@ -318,7 +335,7 @@ def timing_conflicts(
         _heparin_platelets(episode, heparin, findings.of("platelets"), settings, out)
     if now > closes:
         # Past R-03's window only a thrombolytic conflict (its own 10-day window) remains.
-        out.found = [c for c in out.found if c[0] == "thrombolytic_after_puncture"]
+        out.found = [c for c in out.found if c[0] in THROMBOLYTIC_PATTERNS]
     if not out.found:
         return []
     rank = {p: i for i, p in enumerate(R03_PATTERNS)}

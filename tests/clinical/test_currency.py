@@ -29,6 +29,7 @@ from tests.clinical.conftest import (
     epidural_infusion,
     h,
     med_admin,
+    med_request,
     procedure,
     temperature,
 )
@@ -126,6 +127,21 @@ def test_a_thrombolytic_keeps_its_own_ten_day_window(content: Content) -> None:
     lysis = med_admin(text="alteplase 90 mg IV", at=d(5))
     found = all_patterns(content, [*esi(), lysis], d(6))
     assert "thrombolytic_after_puncture" in found
+
+
+def test_a_thrombolytic_order_alone_after_a_puncture_warns(content: Content) -> None:
+    # Found by the false-alarm benchmark (docs/clinical-validation.md): once a completed
+    # epidural was no longer a catheter in place for days, an active thrombolytic order two days
+    # after the puncture, with no administration recorded, gave no card at all.
+    order = med_request(text="alteplase 90 mg IV", authored=d(2))
+    assert "thrombolytic_ordered_after_puncture" in all_patterns(content, [*esi(), order], d(2))
+    # Its own 10-day window ends it, as for a recorded dose.
+    assert all_patterns(content, [*esi(), order], d(30)) == set()
+    # An order before the puncture is not this trigger.
+    early = med_request(text="alteplase 90 mg IV", authored=d(-1))
+    assert "thrombolytic_ordered_after_puncture" not in all_patterns(
+        content, [*esi(), early], d(1)
+    )
 
 
 # -- the predicate itself --
