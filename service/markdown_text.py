@@ -55,20 +55,19 @@ def _visible(char: str) -> bool:
 def plain_text(value: object, limit: int = DEFAULT_LIMIT) -> str:
     """``value`` as one clean line of at most ``limit`` characters (no markup interpretation)."""
     text = _BREAKS.sub(" ", str(value))
-    text = "".join(char for char in text if _visible(char))
+    # Printable ASCII has no control, format or unassigned character: most chart text skips the
+    # per-character look-up (it cost more than the rest of the escaping together).
+    if not (text.isascii() and text.isprintable()):
+        text = "".join(char for char in text if _visible(char))
     text = _SPACES.sub(" ", text).strip()
     if len(text) > limit:
         text = text[: limit - 1].rstrip() + ELLIPSIS
     return text
 
 
-def _escape_char(char: str) -> str:
-    entity = _ENTITIES.get(char)
-    if entity is not None:
-        return entity
-    if char in _INLINE:
-        return "\\" + char
-    return char
+#: One translation table for every character that is escaped: HTML's as character references,
+#: CommonMark's inline punctuation with a backslash (one ``str.translate`` per text).
+_ESCAPES = str.maketrans({**_ENTITIES, **{char: "\\" + char for char in _INLINE}})
 
 
 def _escape_block_start(text: str) -> str:
@@ -84,5 +83,5 @@ def _escape_block_start(text: str) -> str:
 def markdown_text(value: object, limit: int = DEFAULT_LIMIT) -> str:
     """``value`` (record text) as inline CommonMark that renders as exactly its characters."""
     text = plain_text(value, limit)
-    escaped = "".join(_escape_char(char) for char in text)
+    escaped = text.translate(_ESCAPES)
     return _escape_block_start(_AUTOLINKS.sub(lambda m: "\\" + m.group(0), escaped))
