@@ -175,7 +175,8 @@ def register(app: Flask, host: WorkbenchHost) -> None:
         if problems:
             outcome = {"resourceType": "OperationOutcome", "issue": [p.issue() for p in problems]}
             return _json(outcome, 422, FHIR_JSON)
-        assert isinstance(bundle, dict)
+        if not isinstance(bundle, dict):  # validate_bundle reports a non-object; never reached
+            raise InvalidRequest("give the FHIR Bundle as a JSON object")
         patient = patient_of(bundle, str(body.get("patientId") or "") or None)
         if patient is None:
             raise InvalidRequest("give the patient id: the Bundle has no single Patient")
