@@ -73,7 +73,8 @@ def parse_time(value: Any) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _start(resource: Mapping[str, Any], *names: str) -> datetime | None:
+def first_start(resource: Mapping[str, Any], *names: str) -> datetime | None:
+    """The first of ``names`` that holds a time (a period gives its start), parsed."""
     for name in names:
         value = resource.get(name)
         if isinstance(value, Mapping):
@@ -127,7 +128,7 @@ _ABATEMENT = (
 
 def appear_time(resource: Mapping[str, Any]) -> datetime | None:
     """When ``resource`` entered the chart under the rules above (None: no time, always kept)."""
-    return _start(resource, *_APPEAR.get(str(resource.get("resourceType")), ()))
+    return first_start(resource, *_APPEAR.get(str(resource.get("resourceType")), ()))
 
 
 def _supply_end(order: Mapping[str, Any], authored: datetime) -> datetime | None:
@@ -151,7 +152,7 @@ def _as_of(resource: dict[str, Any], t: datetime) -> dict[str, Any]:
             del resource[element]["end"]
             resource["status"] = status
     if rtype == "Condition":
-        abated = _start(resource, "abatementDateTime", "abatementPeriod")
+        abated = first_start(resource, "abatementDateTime", "abatementPeriod")
         if abated is not None and abated > t:
             resource = copy.deepcopy(resource)
             for name in _ABATEMENT:

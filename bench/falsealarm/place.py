@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from bench.falsealarm.cut import parse_time
+from bench.falsealarm.cut import first_start
 
 SNOMED = "http://snomed.info/sct"
 LOINC = "http://loinc.org"
@@ -214,7 +214,8 @@ def event_kind(resource: Mapping[str, Any], concepts: Concepts) -> str | None:
 
 def event_time(resource: Mapping[str, Any]) -> datetime | None:
     """When the event happened (not when it was recorded)."""
-    for name in (
+    return first_start(
+        resource,
         "effectiveDateTime",
         "effectivePeriod",
         "onsetDateTime",
@@ -222,14 +223,7 @@ def event_time(resource: Mapping[str, Any]) -> datetime | None:
         "recordedDate",
         "authoredOn",
         "issued",
-    ):
-        value = resource.get(name)
-        if isinstance(value, Mapping):
-            value = value.get("start")
-        moment = parse_time(value)
-        if moment is not None:
-            return moment
-    return None
+    )
 
 
 def events(resources: Iterable[Mapping[str, Any]], concepts: Concepts) -> dict[str, list[datetime]]:
