@@ -43,20 +43,23 @@ def detail_problems(
 ) -> list[str]:
     """What is wrong with a card's markdown ``detail`` (empty when it is safe)."""
     problems = []
-    if _TAG.search(detail):
+    # Each pattern needs a fixed substring; looking for it first (in C) spares the regex scans
+    # of a ~2,000-character detail that holds none of them, which is nearly every card.
+    if "<" in detail and _TAG.search(detail):
         problems.append("detail holds an HTML tag, comment or autolink")
-    if _DEFINITION.search(detail):
+    if "]:" in detail and _DEFINITION.search(detail):
         problems.append("detail holds a link reference definition")
-    if _REFERENCE_USE.search(detail):
+    if "][" in detail and _REFERENCE_USE.search(detail):
         problems.append("detail holds a reference-style link")
-    targets = _INLINE_TARGET.findall(detail)
+    targets = _INLINE_TARGET.findall(detail) if "](" in detail else []
     for url in targets:
         if not _url_allowed(url, allowed, prefixes):
             problems.append("detail links to a URL that is not from the content")
-    linked = set(targets)
-    for url in _BARE.findall(detail):
-        if url not in linked and not _url_allowed(url, allowed, prefixes):
-            problems.append("detail holds a bare URL that is not from the content")
+    if "://" in detail or "www." in detail.lower():
+        linked = set(targets)
+        for url in _BARE.findall(detail):
+            if url not in linked and not _url_allowed(url, allowed, prefixes):
+                problems.append("detail holds a bare URL that is not from the content")
     return problems
 
 

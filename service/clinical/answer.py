@@ -39,7 +39,18 @@ class CardPlan:
         return self.primary.episode
 
     def evidence(self) -> tuple[Finding, ...]:
-        """Every piece of evidence of the card's and the folded matches, each once, by time."""
+        """Every piece of evidence of the card's and the folded matches, each once, by time.
+
+        Computed once per plan (the detail, the suggestions, the imaging choice and the outcome
+        key all ask); the plan is immutable, so the answer cannot change.
+        """
+        cached: tuple[Finding, ...] | None = self.__dict__.get("_evidence")
+        if cached is None:
+            cached = self._collect_evidence()
+            object.__setattr__(self, "_evidence", cached)
+        return cached
+
+    def _collect_evidence(self) -> tuple[Finding, ...]:
         unique: dict[tuple[str, str, str], Finding] = {}
         for match in (*self.matches, *self.folded):
             for finding in match.evidence:

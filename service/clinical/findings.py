@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from service.clinical import fields
@@ -19,7 +20,7 @@ from service.clinical.lexicon import Lexicon
 from service.clinical.limbs import names_any
 from service.clinical.model import Finding, PainScore
 from service.clinical.settings import ClinicalSettings
-from service.clinical.timing import When
+from service.clinical.timing import When, parse
 
 FINDING_CONCEPTS = (
     "leg_weakness",
@@ -80,6 +81,15 @@ class Findings:
     findings: tuple[Finding, ...]
     pain_scores: tuple[PainScore, ...]
 
+    @cached_property
+    def conditions(self) -> tuple[Finding, ...]:
+        """The findings from Conditions: the only ones that can be baseline or history (§3.1).
+
+        Every rule of every episode asks for its baseline; a long admission holds thousands of
+        measurements and few Conditions, so they are picked out once per record.
+        """
+        return tuple(f for f in self.findings if f.condition)
+
     def of(self, *concepts: str) -> list[Finding]:
         """Findings of any of the named concepts."""
         wanted = set(concepts)
@@ -87,6 +97,8 @@ class Findings:
 
 
 def _body_site_laterality(resource: Mapping[str, Any], lexicon: Lexicon) -> str | None:
+    if not resource.get("bodySite"):
+        return None
     sites = list(fields.objects(resource.get("bodySite")))
     single = fields.mapping(resource.get("bodySite"))
     if single is not None:
@@ -108,6 +120,8 @@ def _body_site_laterality(resource: Mapping[str, Any], lexicon: Lexicon) -> str 
 
 def site_texts(resource: Mapping[str, Any]) -> tuple[str, ...]:
     """Every text of ``bodySite`` (a list on Condition, one CodeableConcept on Observation)."""
+    if not resource.get("bodySite"):
+        return ()
     sites = list(fields.objects(resource.get("bodySite")))
     single = fields.mapping(resource.get("bodySite"))
     if single is not None:
@@ -122,36 +136,51 @@ def _combine(*sides: str | None) -> str | None:
     return present.pop() if len(present) == 1 else None
 
 
-def _onset(
-    resource: Mapping[str, Any], fallback_fields: tuple[str, ...], now: datetime
-) -> tuple[When, bool]:
-    when = fields.first_time(resource, *fallback_fields)
-    if when is None:
-        # No usable time: assume it may fall anywhere up to now (safety note 1) and say so.
-        return When.unknown(now), False
-    return when, True
+def _times(
+    resource: Mapping[str, Any], names: tuple[str, ...], now: datetime
+) -> tuple[When, bool, When | None]:
+    """``(onset, onset known, documented)`` from one reading of each recorded time.
 
-
-def _documented(resource: Mapping[str, Any], names: tuple[str, ...]) -> When | None:
-    """The latest of the recorded times ``names`` (onset and record, effective and issued)."""
-    times = [t for t in (fields.first_time(resource, name) for name in names) if t is not None]
-    return max(times, key=lambda t: t.latest) if times else None
+    The onset is the first readable time among ``names`` (safety note 1: none means "any moment
+    up to now", and says so); "documented" is the latest of them all (onset and record, effective
+    and issued), which the card's "documented ... ago" and the baseline look-back use. Each field
+    is parsed once: most records carry two times and this runs for every finding.
+    """
+    first: When | None = None
+    latest: When | None = None
+    for name in names:
+        value = resource.get(name)
+        if value is None:
+            continue
+        if name.endswith("Period"):
+            period = fields.mapping(value)
+            when = parse(period.get("start")) if period else None
+        else:
+            when = parse(value)
+        if when is None:
+            continue
+        if first is None:
+            first = when
+        if latest is None or when.latest > latest.latest:
+            latest = when
+    if first is None:
+        return When.unknown(now), False, None
+    return first, True, latest
 
 
 def _resolved(resource: Mapping[str, Any], now: datetime) -> When | None:
     """When a Condition stopped: its abatement, else "some time up to now" when it is marked
     resolved, inactive or in remission; ``None`` while it is active (§3.5)."""
-    abated = fields.first_time(resource, "abatementDateTime", "abatementPeriod")
-    if abated is None:
-        period = fields.mapping(resource.get("abatementPeriod"))
-        if period is not None:
+    abatement = [key for key in resource if key.startswith("abatement")]
+    if abatement:
+        abated = fields.first_time(resource, "abatementDateTime", "abatementPeriod")
+        if abated is None and fields.mapping(resource.get("abatementPeriod")) is not None:
             abated = fields.period_end(resource, "abatementPeriod")
-    if abated is not None:
-        return abated
-    has_abatement = any(
-        key.startswith("abatement") and resource.get(key) not in (None, False) for key in resource
-    )
-    if has_abatement or fields.status_code(resource, "clinicalStatus") in _RESOLVED_STATUS:
+        if abated is not None:
+            return abated
+        if any(resource.get(key) not in (None, False) for key in abatement):
+            return When.unknown(now)
+    if fields.status_code(resource, "clinicalStatus") in _RESOLVED_STATUS:
         return When.unknown(now)
     return None
 
@@ -191,11 +220,10 @@ def from_condition(resource: Mapping[str, Any], lexicon: Lexicon, now: datetime)
     )
     if not found:
         return []
-    when, known = _onset(resource, _CONDITION_TIMES, now)
+    when, known, documented = _times(resource, _CONDITION_TIMES, now)
     site = _body_site_laterality(resource, lexicon)
     text_side = lexicon.text.laterality_of(" ".join(fields.concept_texts(code)))
     ref = fields.ref_of(resource)
-    documented = _documented(resource, _CONDITION_TIMES)
     resolved = _resolved(resource, now)
     sites = site_texts(resource)
     return [
@@ -259,11 +287,14 @@ def _value_negated(resource: Mapping[str, Any], lexicon: Lexicon) -> bool:
     """
     if resource.get("valueBoolean") is False:
         return True
-    if lexicon.codes.has(fields.mapping(resource.get("valueCodeableConcept")), NEGATIVE_VALUE):
-        return True
     if resource.get("interpretation") and fields.interpretation_codes(resource) & _NORMAL_FLAGS:
         return True
-    texts = fields.concept_texts(resource.get("valueCodeableConcept"))
+    coded = resource.get("valueCodeableConcept")
+    texts = []
+    if coded is not None:
+        if lexicon.codes.has(fields.mapping(coded), NEGATIVE_VALUE):
+            return True
+        texts = fields.concept_texts(coded)
     if isinstance(resource.get("valueString"), str):
         texts.append(resource["valueString"])
     return any(t.strip().lower() in _NEGATIVE_VALUES for t in texts)
@@ -339,7 +370,7 @@ def from_observation(
             q = (float(resource["valueInteger"]), "")
         if q is None:
             return [], []
-        when, _known = _onset(resource, _OBSERVATION_TIMES, now)
+        when, _known, _ = _times(resource, _OBSERVATION_TIMES, now)
         sites = site_texts(resource)
         leg = bool(sites) and names_any(sites, settings.lower_limb_words)
         return [], [PainScore(when, q[0], fields.ref_of(resource), lower_limb=leg)]
@@ -349,7 +380,7 @@ def from_observation(
             if measured is None:
                 return [], []
             concept, value, amount = measured
-            when, known = _onset(resource, _OBSERVATION_TIMES, now)
+            when, known, documented = _times(resource, _OBSERVATION_TIMES, now)
             label = fields.label_of(code, name)
             finding = Finding(
                 concept,
@@ -359,7 +390,7 @@ def from_observation(
                 value=value,
                 time_known=known,
                 amount=amount,
-                documented=_documented(resource, _OBSERVATION_TIMES),
+                documented=documented,
             )
             return [finding], []
     if _value_negated(resource, lexicon):
@@ -379,11 +410,10 @@ def from_observation(
         found = _text_findings(texts, lexicon)
         if not found:
             return [], []
-    when, known = _onset(resource, _OBSERVATION_TIMES, now)
+    when, known, documented = _times(resource, _OBSERVATION_TIMES, now)
     ref = fields.ref_of(resource)
     site = _body_site_laterality(resource, lexicon)
     text_side = lexicon.text.laterality_of(" ".join(fields.concept_texts(code)))
-    documented = _documented(resource, _OBSERVATION_TIMES)
     sites = site_texts(resource)
     return [
         Finding(

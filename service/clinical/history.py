@@ -43,7 +43,7 @@ def baseline(
     findings: Sequence[Finding], episode: Episode, settings: ClinicalSettings
 ) -> list[Finding]:
     """The narrow baseline of one episode."""
-    return [f for f in findings if is_baseline(f, episode, settings)]
+    return [f for f in findings if f.condition and is_baseline(f, episode, settings)]
 
 
 def is_history(finding: Finding, episode: Episode) -> bool:
@@ -53,6 +53,8 @@ def is_history(finding: Finding, episode: Episode) -> bool:
 
 def for_episode(findings: Findings, episode: Episode) -> Findings:
     """The record as one episode's rules see it: its history Conditions left out."""
+    if not any(is_history(f, episode) for f in findings.conditions):
+        return findings
     kept = tuple(f for f in findings.findings if not is_history(f, episode))
     if len(kept) == len(findings.findings):
         return findings
@@ -63,4 +65,4 @@ def scope_for(
     episode: Episode, findings: Findings, settings: ClinicalSettings, now: datetime
 ) -> Scope:
     """A :class:`Scope` whose baseline is the narrow baseline of ``episode``."""
-    return Scope(episode, settings, now, baseline(findings.findings, episode, settings))
+    return Scope(episode, settings, now, baseline(findings.conditions, episode, settings))

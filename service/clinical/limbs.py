@@ -11,18 +11,30 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from functools import lru_cache
+
+from service.clinical.memo import text_memo
 
 _WORD = re.compile(r"[a-z]+")
 
 
-def _tokens(text: str) -> tuple[str, ...]:
+def _read_tokens(text: str) -> tuple[str, ...]:
     return tuple(_WORD.findall(text.lower()))
+
+
+# Remembered (bounded, short texts only): body-site texts and finding labels repeat across charts.
+_tokens = text_memo(_read_tokens, size=1_024)
+
+
+@lru_cache(maxsize=64)
+def _phrase_tokens(phrases: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    # The phrases are content words (settings.yaml), the same on every call of a content load.
+    return tuple(w for w in map(_tokens, phrases) if w)
 
 
 def names_any(texts: Iterable[str], phrases: Iterable[str]) -> bool:
     """Whether any text contains any of ``phrases`` as whole words, in order."""
-    wanted = [_tokens(p) for p in phrases]
-    wanted = [w for w in wanted if w]
+    wanted = _phrase_tokens(tuple(phrases))
     for text in texts:
         tokens = _tokens(text)
         if not tokens:
