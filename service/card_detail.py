@@ -101,9 +101,15 @@ class Detail:
         self.p = content.wording.phrases
         self.ctx = ctx
         self.chain = chain
+        # The puncture, the removal and each dose are shown more than once on a card.
+        self._times: dict[When | None, str] = {}
 
     def when(self, value: When | None) -> str:
-        return format_time(value, self.p["time_unknown"], self.ctx.zone)
+        shown = self._times.get(value)
+        if shown is None:
+            shown = format_time(value, self.p["time_unknown"], self.ctx.zone)
+            self._times[value] = shown
+        return shown
 
     def ago(self, at: When) -> str:
         hours = hours_between(at.latest, self.ctx.now)
@@ -225,22 +231,30 @@ class Detail:
         ]
         # Orders say little about dose timing once administrations are on record.
         given = any(event.administered for event in relevant)
-        for event in relevant:
-            if event.start is None or (given and not event.administered):
-                continue
+        shown = [
+            (event, event.start)
+            for event in relevant
+            if event.start is not None and (event.administered or not given)
+        ]
+        for event, start in shown[: self.w.dose_lines_max]:
             if event.administered:
-                timing = [self.p["given"].format(time=self.when(event.start))]
-                timing += self.relative(event.start, episode)
+                timing = [self.p["given"].format(time=self.when(start))]
+                timing += self.relative(start, episode)
             else:
-                timing = [self.p["ordered"].format(time=self.when(event.start))]
+                timing = [self.p["ordered"].format(time=self.when(start))]
             lines.append(f"- {markdown_text(event.name, 50)} — {'; '.join(timing)}")
-        return self.capped(lines, self.w.dose_lines_max)
+        return self.capped(lines, len(shown))
 
-    def capped(self, lines: list[str], most: int) -> list[str]:
-        if len(lines) <= most:
+    def capped(self, lines: list[str], total: int) -> list[str]:
+        """``lines`` (the first of ``total``) with a "+N more" line for those not written.
+
+        Only the lines that are shown are built: a long admission has dozens of doses and
+        findings, and a card lists a few (``dose_lines_max``, ``evidence_lines_max``).
+        """
+        if total <= len(lines):
             return lines
-        more = self.p["more_lines"].format(count=len(lines) - most)
-        return [*lines[:most], f"- {more}"]
+        more = self.p["more_lines"].format(count=total - len(lines))
+        return [*lines, f"- {more}"]
 
     def build(self, plan: CardPlan, medications: Iterable[MedicationEvent]) -> str:
         cards = self.w.cards
@@ -248,8 +262,9 @@ class Detail:
         evidence = plan.evidence()
         out = [self.found_line(plan, evidence), "", *self.do_now(plan, evidence), ""]
         out.append(f"**{self.p['evidence_heading']}**")
-        lines = [self.evidence_line(f, episode) for f in evidence]
-        out += self.capped(lines, self.w.evidence_lines_max)
+        most = self.w.evidence_lines_max
+        lines = [self.evidence_line(f, episode) for f in evidence[:most]]
+        out += self.capped(lines, len(evidence))
         out.append(self.procedure_line(episode))
         if plan.indicator in (model.CRITICAL, model.INFO) or plan.primary.rule == "R-03":
             out += self.antithrombotic_lines(episode, medications)

@@ -11,7 +11,8 @@ from __future__ import annotations
 import re
 
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
-_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
+# ``Type/id``: a resource type, one slash, an id (neither part can hold a slash).
+_REFERENCE = re.compile(r"[A-Z][A-Za-z]{1,63}/[A-Za-z0-9\-.]{1,64}")
 
 
 def valid_id(value: object) -> bool:
@@ -21,7 +22,4 @@ def valid_id(value: object) -> bool:
 
 def valid_reference(value: object) -> bool:
     """Whether ``value`` is a relative reference ``Type/id`` with a valid type and id."""
-    if not isinstance(value, str) or value.count("/") != 1:
-        return False
-    kind, _, ident = value.partition("/")
-    return _TYPE.fullmatch(kind) is not None and valid_id(ident)
+    return isinstance(value, str) and _REFERENCE.fullmatch(value) is not None

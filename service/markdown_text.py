@@ -54,12 +54,15 @@ def _visible(char: str) -> bool:
 
 def plain_text(value: object, limit: int = DEFAULT_LIMIT) -> str:
     """``value`` as one clean line of at most ``limit`` characters (no markup interpretation)."""
-    text = _BREAKS.sub(" ", str(value))
-    # Printable ASCII has no control, format or unassigned character: most chart text skips the
-    # per-character look-up (it cost more than the rest of the escaping together).
+    text = str(value)
+    # Printable ASCII has no line break, control, format or unassigned character: most chart
+    # text skips the regular expression and the per-character look-up (which cost more than the
+    # rest of the escaping together).
     if not (text.isascii() and text.isprintable()):
-        text = "".join(char for char in text if _visible(char))
-    text = _SPACES.sub(" ", text).strip()
+        text = "".join(char for char in _BREAKS.sub(" ", text) if _visible(char))
+    if "  " in text:
+        text = _SPACES.sub(" ", text)
+    text = text.strip()
     if len(text) > limit:
         text = text[: limit - 1].rstrip() + ELLIPSIS
     return text
@@ -84,4 +87,4 @@ def markdown_text(value: object, limit: int = DEFAULT_LIMIT) -> str:
     """``value`` (record text) as inline CommonMark that renders as exactly its characters."""
     text = plain_text(value, limit)
     escaped = text.translate(_ESCAPES)
-    return _escape_block_start(_AUTOLINKS.sub(lambda m: "\\" + m.group(0), escaped))
+    return _escape_block_start(_AUTOLINKS.sub(r"\\\g<0>", escaped))

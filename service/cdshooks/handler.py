@@ -83,14 +83,15 @@ def _quote_escapes(body: bytes) -> bool:
     other non-mark byte, so most bodies need no escape pass at all. Pairs are walked left to
     right as the decoder reads them; past a few thousand backslashes, the answer is "yes".
     """
-    count = body.count(b"\\")
-    if count == 0:
-        return False
-    if count > _MANY_ESCAPES:
-        return True
+    # One memchr-speed find per backslash: cheaper than counting them all first (a count reads
+    # the whole body even when, as usual, it holds a handful of backslashes or none).
     at = body.find(b"\\")
+    walked = 0
     while at != -1:
         if body[at + 1 : at + 2] in (b'"', b"\\"):
+            return True
+        walked += 1
+        if walked > _MANY_ESCAPES:
             return True
         at = body.find(b"\\", at + 2)
     return False
