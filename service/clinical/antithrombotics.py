@@ -20,6 +20,7 @@ from service.clinical.settings import ClinicalSettings
 from service.clinical.timing import format_delta
 
 REMOVAL = "event_removal"
+PRESUMED_REMOVAL = "event_presumed_removal"
 PUNCTURE = "event_puncture"
 # Order of R-03 patterns, most important first (the card's summary names the first).
 R03_PATTERNS = (
@@ -39,7 +40,8 @@ THROMBOLYTIC_PATTERNS = ("thrombolytic_after_puncture", "thrombolytic_ordered_af
 _ANCHOR_EVENT = {
     neuraxial_timing.PUNCTURE: PUNCTURE,
     neuraxial_timing.REMOVAL: REMOVAL,
-    neuraxial_timing.PRESUMED_REMOVAL: REMOVAL,
+    # A removal that was not recorded is named as presumed wherever a dose is timed from it (§3.1).
+    neuraxial_timing.PRESUMED_REMOVAL: PRESUMED_REMOVAL,
     neuraxial_timing.PLANNED_REMOVAL: REMOVAL,
 }
 
@@ -144,6 +146,8 @@ def _check_dose(
             out.add(
                 "antithrombotic_after", {**params, "event_phrase": name}, "fact_dose_after", event
             )
+            if timing.anchor == neuraxial_timing.PRESUMED_REMOVAL:
+                out.notes.append(_removal_not_recorded(episode))
     in_place_until = (
         episode.removed.latest if episode.removed is not None else episode.presumed_until
     )
