@@ -54,6 +54,11 @@ def format_time(when: When | None, unknown: str, zone: tzinfo | None = None) -> 
             return unknown
         return f"{_day(when.earliest)} to {_day(when.latest)}"
     stamp = when.earliest if zone is None else when.earliest.astimezone(zone)
+    # isoformat is C: "2026-03-10 18:00+00:00"; the card puts a space before the offset. An
+    # offset with seconds (old local mean times) is cut to minutes, as the field-by-field form.
+    iso = stamp.isoformat(" ", "minutes")
+    if len(iso) == 22:
+        return f"{iso[:16]} {iso[16:]}"
     return f"{_day(stamp)} {stamp.hour:02d}:{stamp.minute:02d} {_offset(stamp)}"
 
 

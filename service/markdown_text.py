@@ -34,6 +34,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
+from functools import partial
+
+from service.clinical.memo import text_memo
 
 DEFAULT_LIMIT = 60
 ELLIPSIS = "…"
@@ -83,8 +87,24 @@ def _escape_block_start(text: str) -> str:
     return "\\" + text
 
 
-def markdown_text(value: object, limit: int = DEFAULT_LIMIT) -> str:
-    """``value`` (record text) as inline CommonMark that renders as exactly its characters."""
+def _escaped(value: object, limit: int) -> str:
     text = plain_text(value, limit)
     escaped = text.translate(_ESCAPES)
     return _escape_block_start(_AUTOLINKS.sub(r"\\\g<0>", escaped))
+
+
+# One bounded memo per length limit (the callers use a handful of fixed limits): drug names,
+# code displays and finding labels recur on every card and across patients.
+_REMEMBERED: dict[int, Callable[[str], str]] = {}
+
+
+def markdown_text(value: object, limit: int = DEFAULT_LIMIT) -> str:
+    """``value`` (record text) as inline CommonMark that renders as exactly its characters."""
+    if not isinstance(value, str):
+        return _escaped(value, limit)
+    remembered = _REMEMBERED.get(limit)
+    if remembered is None:
+        remembered = _REMEMBERED.setdefault(
+            limit, text_memo(partial(_escaped, limit=limit), size=1_024)
+        )
+    return remembered(value)

@@ -67,6 +67,15 @@ NEGATIVE_VALUE = "negative_value"
 _NORMAL_FLAGS = {"N"}
 _RESOLVED_STATUS = {"resolved", "inactive", "remission"}
 _CONDITION_TIMES = ("onsetDateTime", "onsetPeriod", "recordedDate")
+# Condition.abatement[x] in R4 (dateTime, Age, Period, Range, string) and DSTU2's boolean.
+_ABATEMENT_FIELDS = (
+    "abatementDateTime",
+    "abatementPeriod",
+    "abatementAge",
+    "abatementRange",
+    "abatementString",
+    "abatementBoolean",
+)
 _LATERALITY_CONCEPT = {
     "laterality_left": "left",
     "laterality_right": "right",
@@ -89,6 +98,15 @@ class Findings:
         measurements and few Conditions, so they are picked out once per record.
         """
         return tuple(f for f in self.findings if f.condition)
+
+    @cached_property
+    def per_episode(self) -> dict[tuple[str, int], Any]:
+        """Answers computed once per episode of this record and shared by its rules.
+
+        Keyed by a name and ``id(episode)``; each value keeps its episode alive beside the
+        answer, so a key can never be reused by another episode during the call.
+        """
+        return {}
 
     def of(self, *concepts: str) -> list[Finding]:
         """Findings of any of the named concepts."""
@@ -171,8 +189,8 @@ def _times(
 def _resolved(resource: Mapping[str, Any], now: datetime) -> When | None:
     """When a Condition stopped: its abatement, else "some time up to now" when it is marked
     resolved, inactive or in remission; ``None`` while it is active (§3.5)."""
-    abatement = [key for key in resource if key.startswith("abatement")]
-    if abatement:
+    if not resource.keys().isdisjoint(_ABATEMENT_FIELDS):
+        abatement = [key for key in _ABATEMENT_FIELDS if key in resource]
         abated = fields.first_time(resource, "abatementDateTime", "abatementPeriod")
         if abated is None and fields.mapping(resource.get("abatementPeriod")) is not None:
             abated = fields.period_end(resource, "abatementPeriod")

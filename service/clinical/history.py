@@ -64,5 +64,13 @@ def for_episode(findings: Findings, episode: Episode) -> Findings:
 def scope_for(
     episode: Episode, findings: Findings, settings: ClinicalSettings, now: datetime
 ) -> Scope:
-    """A :class:`Scope` whose baseline is the narrow baseline of ``episode``."""
-    return Scope(episode, settings, now, baseline(findings.conditions, episode, settings))
+    """A :class:`Scope` whose baseline is the narrow baseline of ``episode``.
+
+    Every rule of an episode asks for it, so it is worked out once per episode and record.
+    """
+    key = ("baseline", id(episode))
+    known = findings.per_episode.get(key)
+    if known is None or known[0] is not episode or known[1] is not settings:
+        known = (episode, settings, baseline(findings.conditions, episode, settings))
+        findings.per_episode[key] = known
+    return Scope(episode, settings, now, known[2])
