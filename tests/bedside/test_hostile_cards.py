@@ -90,6 +90,13 @@ def test_the_response_check_passes_and_would_refuse_data_links(
         "[a][b]",
         f"see {HOST}/x",
         "www.evil.example",
+        # Every case of "www." and of the scheme: the check looks for "w."/"W." and "://"
+        # before it runs the bare-URL pattern, so a pre-check that missed a case would pass.
+        "WWW.evil.example",
+        "wWw.evil.example",
+        "HTTPS://evil.example",
+        "[a]:\thttps://evil.example",
+        "text ] then [a][b]",
     ],
 )
 def test_detail_problems_are_found(detail: str) -> None:

@@ -210,3 +210,21 @@ def test_fhir_reference_grammar() -> None:
     assert not valid_reference("condition/abc")
     assert not valid_reference("Condition/")
     assert not valid_reference("<b>/x")
+
+
+def test_escaped_text_is_remembered_per_limit_and_emptied_with_every_memo() -> None:
+    """The memo (a hot-path saving) must give what a fresh escape gives, per length limit."""
+    from service.clinical.memo import forget_all
+    from service.markdown_text import _REMEMBERED, _escaped
+
+    text = "Enoxaparin *40 mg* [evil.com](x)"
+    assert markdown_text(text, 20) == _escaped(text, 20)
+    assert markdown_text(text, 60) == _escaped(text, 60) != markdown_text(text, 20)
+    assert markdown_text(text, 60) == _escaped(text, 60)  # the remembered reading
+    remembered = _REMEMBERED[60]
+    assert remembered.cache_info().hits >= 1  # type: ignore[attr-defined]
+    forget_all()
+    assert remembered.cache_info().currsize == 0  # type: ignore[attr-defined]
+    long_text = "x" * 300
+    assert markdown_text(long_text, 400) == _escaped(long_text, 400)
+    assert _REMEMBERED[400].cache_info().currsize == 0  # type: ignore[attr-defined]
