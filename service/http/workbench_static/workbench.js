@@ -139,8 +139,17 @@ function markdown(text) {
 
 // ---- feedback (CDS Hooks 2.0 §Feedback) -----------------------------------------------
 
+// Where feedback goes comes from /workbench/api/config: the CDS Hooks feedback endpoint when no
+// token is needed, else the workbench's own route, which takes the session token the API calls
+// carry (the CDS Hooks endpoint wants a fresh token for its own URL on every call).
+function feedbackUrl() {
+  const configured = state.config && state.config.feedbackUrl;
+  const path = configured || "../cds-services/" + encodeURIComponent(state.serviceId) + "/feedback";
+  return new URL(path, document.baseURI);
+}
+
 async function sendFeedback(card, item, statusNode) {
-  const url = new URL("../cds-services/" + encodeURIComponent(state.serviceId) + "/feedback", document.baseURI);
+  const url = feedbackUrl();
   item.card = card.uuid;
   item.outcomeTimestamp = new Date().toISOString().replace(/\.\d{3}Z$/, "Z");
   try {
@@ -497,12 +506,19 @@ async function chooseExample(id) {
 
 async function loadExamples() {
   const select = $("example-select");
+  if (state.config.authRequired && !$("token").value.trim()) {
+    select.replaceChildren(el("option", { value: "" }, "Give a bearer token to list the examples"));
+    return;
+  }
+  const chosen = select.value;
   const result = await api("api/examples");
   select.replaceChildren(el("option", { value: "" }, "Choose an example…"));
   if (!result.ok) { setStatus("Examples: HTTP " + result.status + " (a token may be needed)", true); return; }
+  if ($("status").classList.contains("error")) setStatus("");
   for (const example of result.body.examples) {
     select.append(el("option", { value: example.id }, (example.scenario ? example.scenario + " — " : "") + example.title));
   }
+  select.value = chosen;
   if (!result.body.examples.length) $("example-description").textContent = "No examples here: set EPIDURAL_CDS_WORKBENCH_EXAMPLES_DIR.";
 }
 
@@ -526,6 +542,8 @@ async function start() {
     }
   });
   $("evaluate").addEventListener("click", evaluate);
+  // With authentication on, the example list needs the token: read it again once one is given.
+  $("token").addEventListener("change", () => { if (state.config.authRequired) loadExamples(); });
   document.querySelectorAll(".copy").forEach((b) => b.addEventListener("click", async () => {
     const text = $(b.dataset.copy).textContent;
     try { await navigator.clipboard.writeText(text); b.textContent = "Copied"; } catch (_) {
