@@ -144,6 +144,36 @@ def test_no_epidural_patient_shows_no_card_and_says_so(bp: BrowserPage, live_app
     shot(bp, "no-epidural")
 
 
+def test_why_panel_lists_every_rule_with_its_conditions(bp: BrowserPage, live_app: LiveApp) -> None:
+    # S6c: retention and saddle numbness 45 days after a caudal ESI, outside every window of
+    # the epidural, so R-04 fires (in the whole-record section), and every rule R-01..R-11 is
+    # listed with its conditions, the near misses included.
+    page = run_example(bp, live_app, "s6c-esi-45-days-retention-saddle")
+    assert page.get_attribute("body", "data-evaluated") == "true", page.inner_text("#status")
+    rules = {rule.get_attribute("data-rule") for rule in page.locator("#why .rule").all()}
+    assert rules == {f"R-{n:02d}" for n in range(1, 12)}
+    r04 = page.locator("#why-record .rule[data-pattern=unattributed_red_flags]")
+    assert r04.get_attribute("data-fired") == "true"
+    text = r04.inner_text()
+    assert "fired (critical) → card 1 (critical)" in text
+    assert "✓ Red flags recorded in the last 7 d" in text
+    assert "Condition/s6c-cond-urinary-retention: Urinary retention" in text
+    assert "explained by Procedure/s6c-proc-caudal-esi no" in text
+    # A near miss in the episode's own section: the same retention, too late for R-06.
+    r06 = page.locator(".episode:not(.record) .rule[data-pattern=isolated_retention]")
+    assert r06.get_attribute("data-fired") == "false"
+    assert "✗ New urinary retention from the puncture to 24 h after" in r06.inner_text()
+    assert "beforeLimit no" in r06.inner_text()
+    # Alternatives are grouped: any one of R-01's cauda equina signs would do.
+    cauda = page.locator(".rule[data-pattern=cauda_equina] .alternatives")
+    assert cauda.locator(".alternatives-heading").inner_text() == "Any one of:"
+    assert cauda.locator(".condition.one-of").count() == 4
+    assert not bp.console_errors
+    part = artifact_dir("workbench") / "why-every-rule.png"
+    page.locator("section.why").screenshot(path=str(part))
+    assert screenshot_is_not_blank(part)
+
+
 def _without_ids(tree: Any) -> Any:
     """Cards without per-call uuids and without ``meta``: a FHIR server stamps ``meta`` on what
     it stores, and the hold suggestion carries the whole order as the server returned it."""
