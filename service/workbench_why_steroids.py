@@ -145,18 +145,18 @@ def repeat(episodes: Sequence[Episode], content: Content, now: datetime) -> list
     )
     minimum = hours_text(settings.esi_minimum_interval)
     gap_text = f"It followed the previous one by less than {minimum}"
+    year = [
+        e
+        for e in esis
+        if latest is not None
+        and latest.punctured.latest - e.punctured.latest <= settings.esi_year
+        and e.region == latest.region
+    ]
     if len(esis) >= 2 and latest is not None:
         gap = latest.punctured.earliest - esis[-2].punctured.latest
         interval = plain(gap_text, gap < settings.esi_minimum_interval, f"{hours_text(gap)} apart")
-        year = [
-            e
-            for e in esis
-            if latest.punctured.latest - e.punctured.latest <= settings.esi_year
-            and e.region == latest.region
-        ]
     else:
         interval = plain(gap_text, False, "no previous injection")
-        year = []
     count = plain(
         f"At least {settings.esi_sessions_per_year} sessions in the same spinal region within "
         f"{hours_text(settings.esi_year)}",
