@@ -2,90 +2,38 @@
 
 A reviewer looking at a card, or at no card, needs the near misses: the weakness that was only
 on one side, the fever that came a day too early, the dose that was just outside its ASRA
-interval. This module reruns the clinical core's public steps exactly as
-:func:`service.engine.evaluate` does (medications, episodes, findings, rules, answer policy) and,
-for every episode and rule pattern, lists the rule's conditions with every value found and
-whether each one passed. Whether a rule *fired* is never inferred here: it is read from the
-matches that :func:`service.clinical.rules.evaluate` returned, so the explanation cannot claim a
-card the service did not give. The condition lists restate the rules' own windows with the same
-:class:`~service.clinical.scope.Scope` predicates and the content's settings.
+interval. For every episode this lists every pattern of every rule of the rule set (R-01 to
+R-11), and for the whole record the rules that look across episodes (R-04, R-09), each with its
+conditions and every value found (``service/workbench_why_*.py``, built from the clinical
+core's own selections, ``service/workbench_conditions.py``). Whether a rule *fired* is never
+inferred here: it is read from the matches that :func:`service.clinical.rules.evaluate`
+returned, so the explanation cannot claim a card the service did not give; the tests check that
+the conditions as listed always agree with it.
 
 Nothing here is on the hook path; the workbench's routes call it after the cards were made.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from datetime import datetime
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from service.clinical import model as m
-from service.clinical import rules
 from service.clinical.answer import CardPlan
+from service.clinical.history import for_episode, scope_for
 from service.clinical.model import Episode, Match
-from service.clinical.settings import ClinicalSettings
 from service.content import Content
 from service.fhir.record import PatientRecord
-from service.workbench_analysis import Analysis, dose_intervals
-from service.workbench_conditions import WINDOWED, hours_text, plain, when_text, window
+from service.workbench_analysis import Analysis
+from service.workbench_conditions import Entry, Why, headline, line, when_text
+from service.workbench_why_drugs import episode_entries as drug_entries
+from service.workbench_why_red_flags import episode_entries as red_flag_entries
+from service.workbench_why_red_flags import unattributed_entry
+from service.workbench_why_steroids import episode_entries as steroid_entries
+from service.workbench_why_steroids import repeat
+from service.workbench_why_symptoms import episode_entries as symptom_entries
 
-
-def _antithrombotic(ep: Episode, analysis: Analysis, content: Content) -> list[dict[str, Any]]:
-    """One condition per antithrombotic dose: its gap to the puncture or removal vs ASRA."""
-    out = []
-    for item in dose_intervals(ep, analysis.meds, content):
-        out.append(
-            {
-                "text": item["label"],
-                "met": bool(item["conflict"]),
-                "note": "inside the ASRA interval" if item["conflict"] else "outside it",
-                "found": [
-                    {
-                        "resource": item["resource"],
-                        "text": item["drug"],
-                        "checks": {},
-                        "passed": bool(item["conflict"]),
-                    }
-                ],
-            }
-        )
-    if not out:
-        out.append(
-            plain(
-                "An anticoagulant or antiplatelet dose around the epidural", False, "none recorded"
-            )
-        )
-    return out
-
-
-def _monitoring(ep: Episode, settings: ClinicalSettings, now: datetime) -> list[dict[str, Any]]:
-    if ep.procedure_class != m.CATHETER:
-        return [plain("The procedure is an epidural catheter", False, ep.procedure_class)]
-    if ep.catheter_in_situ:
-        return [plain("The catheter is in place", True)]
-    if ep.removed is None:
-        return [plain("The catheter is in place or was removed recently", False)]
-    ago = now - ep.removed.latest
-    window = settings.monitoring_after_removal
-    text = f"The catheter was removed less than {hours_text(window)} ago (48 h with warfarin)"
-    return [plain(text, ago <= window, f"removed {hours_text(ago)} ago")]
-
-
-def _statement(function: Callable[..., Any]) -> str:
-    """The "When ... then ..." paragraph of a rule's docstring."""
-    doc = function.__doc__ or ""
-    paragraphs = [" ".join(p.split()) for p in doc.split("\n\n")]
-    return next(
-        (p for p in paragraphs if p.startswith("When")), paragraphs[0] if paragraphs else ""
-    )
-
-
-_STATEMENTS: dict[str, Callable[..., Any]] = {
-    "R-01": rules.red_flags,
-    "R-02": rules.possible_abscess,
-    "R-05": rules.persisting_symptoms,
-    "R-07": rules.catheter_monitoring,
-}
+RECORD_RULES = frozenset({"R-04", "R-09"})
+"""Rules that look at the whole record (every episode), listed once rather than per episode."""
 
 
 def _shown(match_patterns: set[str], plans: Sequence[CardPlan]) -> str:
@@ -97,34 +45,80 @@ def _shown(match_patterns: set[str], plans: Sequence[CardPlan]) -> str:
     return "not shown (the answer policy keeps one clear answer)"
 
 
-def _rule_entry(
-    rule: str,
-    pattern: str,
-    title: str,
-    fired: Iterable[Match],
-    conditions: list[dict[str, Any]],
-    plans: Sequence[CardPlan],
-    statement: str,
-) -> dict[str, Any]:
+def _rule_entry(entry: Entry, fired: Iterable[Match], plans: Sequence[CardPlan]) -> dict[str, Any]:
     matched = list(fired)
-    entry: dict[str, Any] = {
-        "rule": rule,
-        "pattern": pattern,
-        "title": title,
-        "statement": statement,
+    out: dict[str, Any] = {
+        "rule": entry.rule,
+        "pattern": entry.pattern,
+        "title": entry.title,
+        "statement": entry.statement,
         "fired": bool(matched),
-        "conditions": conditions,
+        "conditions": list(entry.conditions),
     }
     if matched:
-        entry["indicator"] = matched[0].indicator
-        entry["shown"] = _shown({x.pattern for x in matched}, plans)
-        entry["evidence"] = [str(f.source) for x in matched for f in x.evidence]
-    return entry
+        out["indicator"] = matched[0].indicator
+        out["shown"] = _shown({x.pattern for x in matched}, plans)
+        out["evidence"] = list(
+            dict.fromkeys(
+                [str(f.source) for x in matched for f in x.evidence]
+                + [str(m.source) for x in matched for m in x.medications]
+            )
+        )
+    return out
+
+
+def _entries(
+    specs: Iterable[Entry], matches: Sequence[Match], content: Content, plans: Sequence[CardPlan]
+) -> list[dict[str, Any]]:
+    """Each spec with the matches that fired it, then any fired pattern no spec covers."""
+    ordered = sorted(specs, key=lambda e: e.rule)  # stable: each rule's patterns keep their order
+    out = [_rule_entry(e, [x for x in matches if x.pattern in e.fired_by], plans) for e in ordered]
+    covered = {p for e in ordered for p in e.fired_by}
+    for x in matches:
+        if x.pattern in covered:
+            continue
+        covered.add(x.pattern)
+        evidence = [line(str(f.source), f"{f.label}, {when_text(f)}", {}) for f in x.evidence]
+        used = {"text": "Evidence the rule used", "met": True, "note": "", "found": evidence}
+        spec = Entry(x.rule, x.pattern, headline(content, x.pattern), "", (used,))
+        out.append(_rule_entry(spec, [x], plans))
+    return out
+
+
+def _episode(ep: Episode, analysis: Analysis, content: Content) -> dict[str, Any]:
+    found = for_episode(analysis.findings, ep)
+    why = Why(
+        ep,
+        found,
+        scope_for(ep, found, content.settings, analysis.now),
+        analysis.meds,
+        content,
+        analysis.now,
+    )
+    specs = [*red_flag_entries(why), *drug_entries(why), *symptom_entries(why)]
+    specs += steroid_entries(why)
+    mine = [x for x in analysis.matches if x.episode == ep and x.rule not in RECORD_RULES]
+    return {
+        "episode": str(ep.source),
+        "label": ep.label,
+        "procedureClass": ep.procedure_class,
+        "entries": _entries(specs, mine, content, analysis.plans),
+    }
+
+
+def _record(analysis: Analysis, content: Content) -> list[dict[str, Any]]:
+    """R-04 and R-09: the rules over every episode of the record."""
+    others = [x for x in analysis.matches if x.rule != "R-04"]
+    specs = [
+        unattributed_entry(analysis.episodes, analysis.findings, others, content, analysis.now),
+        *repeat(analysis.episodes, content, analysis.now),
+    ]
+    theirs = [x for x in analysis.matches if x.rule in RECORD_RULES]
+    return _entries(specs, theirs, content, analysis.plans)
 
 
 def explain(analysis: Analysis, content: Content, record: PatientRecord) -> dict[str, Any]:
     """The workbench's "why" panel: per episode, every rule pattern with its conditions."""
-    settings, wording = content.settings, content.wording
     if not analysis.episodes:
         procedures = [
             {
@@ -137,91 +131,21 @@ def explain(analysis: Analysis, content: Content, record: PatientRecord) -> dict
         ]
         return {
             "episodes": [],
+            "record": [],
             "summary": (
                 "No epidural or other neuraxial procedure was found, so no rule applies and the "
                 "service returns no card."
             ),
             "procedures": procedures,
         }
-    out: list[dict[str, Any]] = []
-    for ep in analysis.episodes:
-        mine = [x for x in analysis.matches if x.episode == ep]
-        entries = []
-        for pattern, (rule, windows) in WINDOWED.items():
-            conditions = [window(w, ep, analysis.findings, settings, analysis.now) for w in windows]
-            if pattern == "abscess":
-                fired = [x for x in mine if x.pattern in ("abscess", "fever_after_epidural")]
-            else:
-                fired = [x for x in mine if x.pattern == pattern]
-            title = wording.cards[pattern].headline if pattern in wording.cards else pattern
-            entries.append(
-                _rule_entry(
-                    rule,
-                    pattern,
-                    title,
-                    fired,
-                    conditions,
-                    analysis.plans,
-                    _statement(_STATEMENTS[rule]),
-                )
-            )
-        r03 = [x for x in mine if x.rule == "R-03"]
-        entries.append(
-            _rule_entry(
-                "R-03",
-                "antithrombotic_timing",
-                "Anticoagulant timing against ASRA intervals",
-                r03,
-                _antithrombotic(ep, analysis, content),
-                analysis.plans,
-                "When a dose falls inside an ASRA interval around the puncture, the catheter or "
-                "its removal, then raise a warning stating each fact.",
-            )
-        )
-        r07 = [x for x in mine if x.rule == "R-07"]
-        entries.append(
-            _rule_entry(
-                "R-07",
-                "catheter_monitoring",
-                wording.cards["catheter_monitoring"].headline
-                if "catheter_monitoring" in wording.cards
-                else "Catheter monitoring",
-                r07,
-                _monitoring(ep, settings, analysis.now),
-                analysis.plans,
-                _statement(_STATEMENTS["R-07"]),
-            )
-        )
-        covered = {e["pattern"] for e in entries} | {"fever_after_epidural"}
-        for x in mine:
-            if x.pattern in covered or x.rule in ("R-03", "R-07"):
-                continue
-            covered.add(x.pattern)
-            title = wording.cards[x.pattern].headline if x.pattern in wording.cards else x.pattern
-            evidence = [
-                {
-                    "resource": str(f.source),
-                    "text": f"{f.label}, {when_text(f)}",
-                    "checks": {},
-                    "passed": True,
-                }
-                for f in x.evidence
-            ]
-            cond = [{"text": "Evidence the rule used", "met": True, "note": "", "found": evidence}]
-            entries.append(_rule_entry(x.rule, x.pattern, title, [x], cond, analysis.plans, ""))
-        out.append(
-            {
-                "episode": str(ep.source),
-                "label": ep.label,
-                "procedureClass": ep.procedure_class,
-                "entries": entries,
-            }
-        )
+    out = [_episode(ep, analysis, content) for ep in analysis.episodes]
+    whole = _record(analysis, content)
     count = sum(1 for e in out for r in e["entries"] if r["fired"])
+    count += sum(1 for r in whole if r["fired"])
     summary = f"{len(out)} epidural episode(s); {count} rule pattern(s) fired."
     if not analysis.plans:
         summary += " No card: no rule's conditions were all met."
-    return {"episodes": out, "summary": summary}
+    return {"episodes": out, "record": whole, "summary": summary}
 
 
 _EXCLUDING_STATUS = ("entered-in-error", "not-done", "preparation")

@@ -9,6 +9,10 @@ that retries (the spec says it may) changes nothing. A report about a card uuid 
 commit; when the store cannot be reached it is 503 with ``Retry-After``, so the client retries
 and nothing it was told we kept is lost. ``userComment`` is dropped unless
 ``EPIDURAL_CDS_STORE_USER_COMMENTS`` is on (free text may hold PHI).
+
+A production card workbench cannot use this URL (its token's ``aud`` is the workbench and it
+is reused for a session, where this endpoint wants a fresh token for this URL), so it posts to
+its own authenticated route, which hands the body to the same :func:`receive`.
 """
 
 from __future__ import annotations
@@ -101,6 +105,43 @@ def parse(document: Any, *, keep_comments: bool) -> list[FeedbackReport]:
     return reports
 
 
+def receive(service_id: str, outcomes: Outcomes, max_body_bytes: int) -> Response:
+    """Validate and store the feedback body of the current request, for an authenticated caller.
+
+    The one place feedback is checked and recorded: the CDS Hooks endpoint below and the card
+    workbench's own route (``service/http/workbench.py``) differ only in how the caller is
+    authenticated, so both call this after their own check and answer alike (200 after the
+    commit, 400/415/413 with an OperationOutcome, 503 with ``Retry-After``).
+    """
+    if request.mimetype not in JSON_TYPES:
+        raise UnsupportedMediaType("send the feedback as application/json")
+    body = request.get_data(cache=False)
+    if len(body) > max_body_bytes:
+        raise PayloadTooLarge(f"the request body is larger than {max_body_bytes} bytes")
+    reports = parse(parse_json(body), keep_comments=outcomes.store_user_comments)
+    try:
+        outcomes.tracker.writer.flush()  # cards this process sent are in the store first
+        result = outcomes.store.record_feedback(service_id, reports, outcomes.policy)
+    except SQLAlchemyError as exc:
+        log.warning("feedback not stored, store unavailable (%s)", type(exc).__name__)
+        raise StoreUnavailable("feedback could not be stored now; send it again") from None
+    log.info(
+        "feedback service=%s received=%d stored=%d duplicates=%d unknown=%d",
+        service_id,
+        result.received,
+        result.stored,
+        result.duplicates,
+        result.unknown,
+    )
+    document = {
+        "received": result.received,
+        "stored": result.stored,
+        "duplicates": result.duplicates,
+        "unknownCards": result.unknown,
+    }
+    return Response(orjson.dumps(document), mimetype="application/json")
+
+
 def register(app: Flask, outcomes: Outcomes) -> None:
     """Add the feedback route (and its 503 mapping) to ``app``."""
     from service.http.app import state
@@ -112,34 +153,7 @@ def register(app: Flask, outcomes: Outcomes) -> None:
         current.trust.verify(
             request.headers.get("Authorization"), f"/cds-services/{service_id}/feedback"
         )
-        if request.mimetype not in JSON_TYPES:
-            raise UnsupportedMediaType("send the feedback as application/json")
-        limit = current.settings.max_body_bytes
-        body = request.get_data(cache=False)
-        if len(body) > limit:
-            raise PayloadTooLarge(f"the request body is larger than {limit} bytes")
-        reports = parse(parse_json(body), keep_comments=outcomes.store_user_comments)
-        try:
-            outcomes.tracker.writer.flush()  # cards this process sent are in the store first
-            result = outcomes.store.record_feedback(service_id, reports, outcomes.policy)
-        except SQLAlchemyError as exc:
-            log.warning("feedback not stored, store unavailable (%s)", type(exc).__name__)
-            raise StoreUnavailable("feedback could not be stored now; send it again") from None
-        log.info(
-            "feedback service=%s received=%d stored=%d duplicates=%d unknown=%d",
-            service_id,
-            result.received,
-            result.stored,
-            result.duplicates,
-            result.unknown,
-        )
-        document = {
-            "received": result.received,
-            "stored": result.stored,
-            "duplicates": result.duplicates,
-            "unknownCards": result.unknown,
-        }
-        return Response(orjson.dumps(document), mimetype="application/json")
+        return receive(service_id, outcomes, current.settings.max_body_bytes)
 
     @app.errorhandler(StoreUnavailable)
     def store_unavailable(error: StoreUnavailable) -> Response:

@@ -9,6 +9,7 @@ dose class, hours, interval); the wording is content.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from service.clinical import model, neuraxial_timing
@@ -56,11 +57,15 @@ def _hours(delta: timedelta) -> str:
     return format_delta(delta.total_seconds() / 3600.0)
 
 
+Conflict = tuple[str, tuple[tuple[str, str], ...], Fact, MedicationEvent | None]
+"""One R-03 trigger: its pattern, its summary parameters, its fact and the dose or order."""
+
+
 class _Conflicts:
     """Collects the conflicts of one episode: pattern, summary params, facts, medications."""
 
     def __init__(self) -> None:
-        self.found: list[tuple[str, tuple[tuple[str, str], ...], Fact, MedicationEvent | None]] = []
+        self.found: list[Conflict] = []
         self.notes: list[Fact] = []
 
     def add(
@@ -262,21 +267,32 @@ def _heparin_platelets(
         out.add("heparin_platelets", params, "fact_heparin_platelets")
 
 
-def timing_conflicts(
+@dataclass(frozen=True)
+class TimingReview:
+    """What R-03 found for one episode at ``now``.
+
+    ``raised`` are the conflicts of the card; ``expired`` those found after R-03's window had
+    closed (at ``closes``), which no longer raise one. ``exposures`` are the doses and orders it
+    looked at. :func:`timing_conflicts` builds its match from this; the card workbench reads the
+    same object to show each trigger that did or did not fire.
+    """
+
+    raised: tuple[Conflict, ...]
+    expired: tuple[Conflict, ...]
+    notes: tuple[Fact, ...]
+    closes: datetime
+    exposures: tuple[tuple[MedicationEvent, Exposure], ...]
+
+
+def review(
     episode: Episode,
     medications: Sequence[MedicationEvent],
     findings: Findings,
     table: AsraTable,
     settings: ClinicalSettings,
     now: datetime,
-) -> list[Match]:
-    """R-03: antithrombotic doses in conflict with the puncture, the catheter or its removal.
-
-    When, from 10 days before the puncture to 48 h after catheter removal, a dose falls inside an
-    ASRA interval, a "no catheter" drug is given with the catheter in place, warfarin's INR at
-    removal is 1.5 or more (or missing), heparin ran over 4 days without a platelet count, or a
-    thrombolytic follows the puncture within 10 days, then raise one warning stating each fact.
-    """
+) -> TimingReview:
+    """Every R-03 trigger of one episode (see :func:`timing_conflicts` for the rule)."""
     opens = episode.punctured.earliest - settings.antithrombotic_lookback
     closes = window_end(episode, settings, now)
     thrombolytic_closes = episode.punctured.latest + settings.thrombolytic_after_puncture
@@ -337,16 +353,37 @@ def timing_conflicts(
         _warfarin(episode, on_warfarin, findings.of("inr"), settings, out)
         heparin = [e for e, x in exposures if x.drug.key.startswith("heparin")]
         _heparin_platelets(episode, heparin, findings.of("platelets"), settings, out)
+    raised, expired = out.found, []
     if now > closes:
         # Past R-03's window only a thrombolytic conflict (its own 10-day window) remains.
-        out.found = [c for c in out.found if c[0] in THROMBOLYTIC_PATTERNS]
-    if not out.found:
+        raised = [c for c in out.found if c[0] in THROMBOLYTIC_PATTERNS]
+        expired = [c for c in out.found if c[0] not in THROMBOLYTIC_PATTERNS]
+    return TimingReview(tuple(raised), tuple(expired), tuple(out.notes), closes, tuple(exposures))
+
+
+def timing_conflicts(
+    episode: Episode,
+    medications: Sequence[MedicationEvent],
+    findings: Findings,
+    table: AsraTable,
+    settings: ClinicalSettings,
+    now: datetime,
+) -> list[Match]:
+    """R-03: antithrombotic doses in conflict with the puncture, the catheter or its removal.
+
+    When, from 10 days before the puncture to 48 h after catheter removal, a dose falls inside an
+    ASRA interval, a "no catheter" drug is given with the catheter in place, warfarin's INR at
+    removal is 1.5 or more (or missing), heparin ran over 4 days without a platelet count, or a
+    thrombolytic follows the puncture within 10 days, then raise one warning stating each fact.
+    """
+    found = review(episode, medications, findings, table, settings, now)
+    if not found.raised:
         return []
     rank = {p: i for i, p in enumerate(R03_PATTERNS)}
-    conflicts = sorted(out.found, key=lambda c: rank[c[0]])
+    conflicts = sorted(found.raised, key=lambda c: rank[c[0]])
     pattern, summary_params, _, _ = conflicts[0]
-    facts = tuple(dict.fromkeys([*(c[2] for c in out.found), *out.notes]))
-    meds = tuple(dict.fromkeys(c[3] for c in out.found if c[3] is not None))
+    facts = tuple(dict.fromkeys([*(c[2] for c in found.raised), *found.notes]))
+    meds = tuple(dict.fromkeys(c[3] for c in found.raised if c[3] is not None))
     return [
         Match(
             pattern,
@@ -409,4 +446,4 @@ def monitoring_facts(
     return tuple(facts)
 
 
-__all__ = ["HIGH", "LOW", "R03_PATTERNS", "monitoring_facts", "timing_conflicts"]
+__all__ = ["HIGH", "LOW", "R03_PATTERNS", "monitoring_facts", "review", "timing_conflicts"]

@@ -73,7 +73,11 @@ def bilateral(findings: Sequence[Finding], merge: timedelta) -> list[Finding]:
     return []
 
 
-def _weakness_red_flag(findings: Sequence[Finding], settings: ClinicalSettings) -> list[Finding]:
+def weakness_red_flag(findings: Sequence[Finding], settings: ClinicalSettings) -> list[Finding]:
+    """The weakness findings that make a red flag: both sides, else (by setting) no side recorded.
+
+    Public so the workbench's "why" panel shows the very selection R-01 made.
+    """
     flagged = bilateral(findings, settings.laterality_merge)
     if not flagged and settings.unknown_laterality_weakness_is_red_flag:
         flagged = [f for f in findings if f.laterality is None]
@@ -110,7 +114,7 @@ def red_flags(
         length=settings.hematoma_window,
         from_reference=True,
     )
-    motor = _weakness_red_flag(weak, settings)
+    motor = weakness_red_flag(weak, settings)
     if motor and cur.any(motor, hematoma_end):
         out.append(_match("hematoma_motor", "R-01", critical, episode, motor))
 
@@ -157,7 +161,7 @@ def red_flags(
         early = [
             f for f in findings.of(*WEAKNESS) if s.new(f) and s.by(f, settings.cord_infarct_window)
         ]
-        infarct = _weakness_red_flag(early, settings)
+        infarct = weakness_red_flag(early, settings)
         if infarct and cur.any(infarct, punct + settings.cord_infarct_window):
             out.append(_match("cord_infarct", "R-01", critical, episode, infarct))
 
@@ -245,7 +249,7 @@ def persisting_symptoms(
     window = settings.persistence_window
     evidence = s.select(findings.of(*PERSISTING), after_block=True, length=window)
     if episode.procedure_class != model.CATHETER:
-        evidence += _leg_pain_scores(
+        evidence += leg_pain_scores(
             episode,
             findings,
             s.select(findings.of("leg_pain"), after_block=False, length=window),
@@ -257,13 +261,16 @@ def persisting_symptoms(
     return [_match("persisting_symptoms", "R-05", model.WARNING, episode, evidence)]
 
 
-def _leg_pain_scores(
+def leg_pain_scores(
     episode: Episode,
     findings: Findings,
     leg_pain: Sequence[Finding],
     settings: ClinicalSettings,
 ) -> list[Finding]:
-    """R-05's pain-score evidence: high or rising scores that grade a leg-pain finding."""
+    """R-05's pain-score evidence: high or rising scores that grade a leg-pain finding.
+
+    Public so the workbench's "why" panel shows the very scores R-05 counted.
+    """
     if episode.block_ends is None:
         return []
     scores_before = [p for p in findings.pain_scores if p.when.latest < episode.punctured.earliest]

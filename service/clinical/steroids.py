@@ -20,7 +20,8 @@ from service.clinical.settings import ClinicalSettings
 DIABETES = ("diabetes", "diabetes_insulin_treated")
 
 
-def _has_diabetes(findings: Findings, settings: ClinicalSettings) -> bool:
+def has_diabetes(findings: Findings, settings: ClinicalSettings) -> bool:
+    """A diabetes diagnosis, or an HbA1c at or above the diagnostic cut-off (R-08)."""
     if findings.of(*DIABETES):
         return True
     return any(
@@ -29,7 +30,7 @@ def _has_diabetes(findings: Findings, settings: ClinicalSettings) -> bool:
     )
 
 
-def _long_window(
+def long_glucose_window(
     findings: Findings, medications: Sequence[MedicationEvent], settings: ClinicalSettings
 ) -> bool:
     """Insulin-treated or poorly controlled diabetes: the glucose effect lasts longer."""
@@ -57,11 +58,11 @@ def steroid_glucose(
     card to check glucose more often; when a glucose of 300 mg/dL or more has been measured since
     the injection, raise a warning instead.
     """
-    if episode.procedure_class != model.ESI or not _has_diabetes(findings, settings):
+    if episode.procedure_class != model.ESI or not has_diabetes(findings, settings):
         return []
     window = (
         settings.glucose_window_insulin
-        if _long_window(findings, medications, settings)
+        if long_glucose_window(findings, medications, settings)
         else settings.glucose_window
     )
     given = episode.punctured

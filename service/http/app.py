@@ -153,7 +153,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
     feedback.register(app, outcomes)
     _register_openapi(app, openapi_document())
     _register_errors(app)
-    workbench.register(app, app.extensions[EXTENSION_KEY])
+    workbench.register(app, app.extensions[EXTENSION_KEY], outcomes)
 
     _register_operations(app, settings, content, engine)
     return app

@@ -8,6 +8,14 @@ service's trusted issuers, signed and checked as a hook token is, with ``aud`` =
 ``{public base URL}/workbench``. Unlike a hook token it may be reused until it expires (at most
 an hour): it is a person's session, pasted into the page and kept only in the page's memory.
 
+Feedback from the page's cards follows the same split. Without authentication the page posts to
+the CDS Hooks endpoint ``/cds-services/{id}/feedback``, as an EHR does. With it, that endpoint
+would refuse the session token (it wants ``aud`` = its own URL and a fresh ``jti`` per call), so
+the page posts to ``POST /workbench/api/feedback/{id}``, checked like every workbench API call,
+which hands the body to the endpoint's own validation and recording
+(:func:`service.cdshooks.feedback.receive`): the same reports in the same store, the same
+answers. ``GET /workbench/api/config`` tells the page which URL to use.
+
 ``POST /workbench/api/evaluate`` runs the hook request through the service's own
 :class:`~service.cdshooks.handler.HookHandler` (parse, validate, resolve prefetch, evaluate,
 render), passing only the chosen ``now``, so its cards are exactly those of a hook call. The
@@ -25,12 +33,14 @@ from typing import Any, Protocol
 import orjson
 from flask import Blueprint, Flask, Response, request
 
+from service.cdshooks import feedback
 from service.cdshooks.handler import HookHandler, parse_json
 from service.cdshooks.outcome import FHIR_JSON
 from service.config import Settings
 from service.content import Content
 from service.errors import ConfigError, InvalidRequest, NotFound
 from service.fhir.record import PatientRecord
+from service.outcomes.setup import Outcomes
 from service.security.auth import ClientAuthenticator
 from service.security.jwks import JwksCache
 from service.security.trust import ClientTrust
@@ -107,7 +117,14 @@ def _body() -> dict[str, Any]:
     return document
 
 
-def register(app: Flask, host: WorkbenchHost) -> None:
+def feedback_url(service_id: str, authenticated: bool) -> str:
+    """Where the page sends feedback, relative to ``/workbench/`` (see the module docstring)."""
+    if authenticated:
+        return f"api/feedback/{service_id}"
+    return f"../cds-services/{service_id}/feedback"
+
+
+def register(app: Flask, host: WorkbenchHost, outcomes: Outcomes) -> None:
     """Add the workbench's routes to ``app`` when the settings enable it."""
     if not host.settings.workbench_enabled:
         return
@@ -144,8 +161,16 @@ def register(app: Flask, host: WorkbenchHost) -> None:
                 "serviceId": service.id,
                 "profile": host.settings.profile,
                 "examplesAvailable": examples.directory is not None,
+                "feedbackUrl": feedback_url(service.id, authenticator is not None),
             }
         )
+
+    @blueprint.post("/api/feedback/<service_id>")
+    def send_feedback(service_id: str) -> Response:
+        """CDS Hooks feedback under the workbench's token, recorded as the endpoint records it."""
+        host.handler.service(service_id)  # 404 before looking at the body or the token
+        authorize()
+        return feedback.receive(service_id, outcomes, host.settings.max_body_bytes)
 
     @blueprint.get("/api/discovery")
     def discovery() -> Response:

@@ -15,10 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 
-from tests.browser.conftest import LiveApp
+from service.outcomes.tables import card_feedback
+from tests.browser.conftest import LiveApp, LiveProduction
+from tests.protocol.conftest import service_state
 from tests.support.browser import BrowserPage, artifact_dir, browser_page, screenshot_is_not_blank
 from tests.support.fhir_server import SekmetServer
+from tests.support.workbench_auth import token
 
 ROOT = Path(__file__).resolve().parents[2]
 S1 = "s1-labour-epidural-lmwh-weakness"
@@ -138,6 +142,36 @@ def test_no_epidural_patient_shows_no_card_and_says_so(bp: BrowserPage, live_app
     )
     assert "No epidural episode to draw" in page.locator("#timeline").inner_text()
     shot(bp, "no-epidural")
+
+
+def test_why_panel_lists_every_rule_with_its_conditions(bp: BrowserPage, live_app: LiveApp) -> None:
+    # S6c: retention and saddle numbness 45 days after a caudal ESI, outside every window of
+    # the epidural, so R-04 fires (in the whole-record section), and every rule R-01..R-11 is
+    # listed with its conditions, the near misses included.
+    page = run_example(bp, live_app, "s6c-esi-45-days-retention-saddle")
+    assert page.get_attribute("body", "data-evaluated") == "true", page.inner_text("#status")
+    rules = {rule.get_attribute("data-rule") for rule in page.locator("#why .rule").all()}
+    assert rules == {f"R-{n:02d}" for n in range(1, 12)}
+    r04 = page.locator("#why-record .rule[data-pattern=unattributed_red_flags]")
+    assert r04.get_attribute("data-fired") == "true"
+    text = r04.inner_text()
+    assert "fired (critical) → card 1 (critical)" in text
+    assert "✓ Red flags recorded in the last 7 d" in text
+    assert "Condition/s6c-cond-urinary-retention: Urinary retention" in text
+    assert "explained by Procedure/s6c-proc-caudal-esi no" in text
+    # A near miss in the episode's own section: the same retention, too late for R-06.
+    r06 = page.locator(".episode:not(.record) .rule[data-pattern=isolated_retention]")
+    assert r06.get_attribute("data-fired") == "false"
+    assert "✗ New urinary retention from the puncture to 24 h after" in r06.inner_text()
+    assert "beforeLimit no" in r06.inner_text()
+    # Alternatives are grouped: any one of R-01's cauda equina signs would do.
+    cauda = page.locator(".rule[data-pattern=cauda_equina] .alternatives")
+    assert cauda.locator(".alternatives-heading").inner_text() == "Any one of:"
+    assert cauda.locator(".condition.one-of").count() == 4
+    assert not bp.console_errors
+    part = artifact_dir("workbench") / "why-every-rule.png"
+    page.locator("section.why").screenshot(path=str(part))
+    assert screenshot_is_not_blank(part)
 
 
 def _without_ids(tree: Any) -> Any:
@@ -288,6 +322,43 @@ def test_accepting_a_suggestion_and_overriding_send_feedback(
         }
     ]
     shot(bp, "feedback-sent")
+
+
+def test_production_workbench_feedback_is_stored_with_the_session_token(
+    bp: BrowserPage, live_production: LiveProduction
+) -> None:
+    # Authentication on (production profile, workbench enabled): the user pastes a workbench
+    # token under "Bearer token", as docs/workbench.md says, and the page does everything else
+    # with it, feedback included, which goes to the workbench's own route and into the store.
+    live = live_production.live
+    sent: list[str] = []
+    bp.page.on("request", lambda r: sent.append(r.url) if "feedback" in r.url else None)
+    page = open_workbench(bp, live)
+    assert page.locator("#token-box").get_attribute("open") is not None
+    assert "Authentication is on" in page.locator("#notice").inner_text()
+    assert "Give a bearer token" in page.locator("#example-select").inner_text()
+    page.fill("#token", token(live_production.signer))
+    page.press("#token", "Tab")  # leaving the field: the page lists the examples with the token
+    page.wait_for_selector(f"#example-select option[value='{S1}']", state="attached")
+    page.select_option("#example-select", S1)
+    page.wait_for_selector(f"body[data-example='{S1}']", timeout=TIMEOUT_MS)
+    page.click("#evaluate")
+    page.wait_for_selector("body[data-evaluated]", timeout=TIMEOUT_MS)
+    assert page.get_attribute("body", "data-evaluated") == "true", page.inner_text("#status")
+    card = json.loads(page.locator("#raw-response").inner_text())["cards"][0]
+    mri = next(s for s in card["suggestions"] if "MRI" in s["label"])
+    page.locator(f"button.suggestion[data-uuid='{mri['uuid']}']").click()
+    page.wait_for_selector(".feedback-status:has-text('HTTP')", timeout=TIMEOUT_MS)
+    assert page.locator(".feedback-status").inner_text() == "Feedback accepted: HTTP 200"
+    assert sent == [f"{live.base_url}/workbench/api/feedback/epidural-complications"]
+    engine = service_state(live.app).handler.outcomes.store.engine  # type: ignore[union-attr]
+    with engine.connect() as connection:
+        rows = [dict(r._mapping) for r in connection.execute(select(card_feedback))]
+    assert [(r["card_uuid"], r["outcome"], r["known"], r["accepted_count"]) for r in rows] == [
+        (card["uuid"], "accepted", True, 1)
+    ]
+    assert not bp.console_errors
+    shot(bp, "production-feedback")
 
 
 @pytest.mark.parametrize(("width", "height"), [(1280, 800), (800, 900)])

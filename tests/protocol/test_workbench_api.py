@@ -132,12 +132,15 @@ def test_explanation_shows_a_near_miss_with_the_value_found(app: Flask) -> None:
     entries = {e["pattern"]: e for e in body["explanation"]["episodes"][0]["entries"]}
     motor = entries["hematoma_motor"]
     assert motor["fired"] is False
-    (condition,) = motor["conditions"]
-    assert condition["met"] is False
-    assert condition["note"] == "only one side recorded"
-    (found,) = condition["found"]
+    weakness, sides, still_current = motor["conditions"]
+    assert weakness["met"] is True  # new, after the block, in the window ...
+    (found,) = weakness["found"]
     assert found["resource"] == "Condition/s1-cond-leg-weakness-bilateral"
     assert found["passed"] is True and "(left)" in found["text"]
+    assert sides["met"] is False  # ... but on one side only
+    assert sides["note"] == "only one side recorded"
+    assert sides["found"][0]["checks"] == {"counts": False}
+    assert still_current["met"] is False and still_current["note"] == "no finding to be current"
 
 
 def test_no_epidural_says_why_there_is_no_card(app: Flask) -> None:

@@ -139,8 +139,17 @@ function markdown(text) {
 
 // ---- feedback (CDS Hooks 2.0 §Feedback) -----------------------------------------------
 
+// Where feedback goes comes from /workbench/api/config: the CDS Hooks feedback endpoint when no
+// token is needed, else the workbench's own route, which takes the session token the API calls
+// carry (the CDS Hooks endpoint wants a fresh token for its own URL on every call).
+function feedbackUrl() {
+  const configured = state.config && state.config.feedbackUrl;
+  const path = configured || "../cds-services/" + encodeURIComponent(state.serviceId) + "/feedback";
+  return new URL(path, document.baseURI);
+}
+
 async function sendFeedback(card, item, statusNode) {
-  const url = new URL("../cds-services/" + encodeURIComponent(state.serviceId) + "/feedback", document.baseURI);
+  const url = feedbackUrl();
   item.card = card.uuid;
   item.outcomeTimestamp = new Date().toISOString().replace(/\.\d{3}Z$/, "Z");
   try {
@@ -309,6 +318,45 @@ function drawEpisode(t) {
 
 // ---- why -----------------------------------------------------------------------------
 
+function renderCondition(condition) {
+  const row = el("div", { class: "condition" + (condition.oneOf ? " one-of" : "") });
+  row.append(el("span", { class: condition.met ? "met" : "unmet" }, condition.met ? "✓ " : "✗ "), condition.text);
+  if (condition.note) row.append(" — " + condition.note);
+  if (condition.found.length) {
+    const list = el("ul");
+    for (const found of condition.found) {
+      const checks = Object.entries(found.checks || {}).map(([k, v]) => k + " " + (v ? "yes" : "no")).join(", ");
+      list.append(el("li", {}, found.resource + ": " + found.text + (checks ? " [" + checks + "]" : "")));
+    }
+    row.append(list);
+  } else if (!condition.met && !condition.note) {
+    row.append(" (nothing found)");
+  }
+  return row;
+}
+
+// Required conditions are listed as they come; a rule's alternatives ("oneOf") are grouped in
+// one box at the place of the first, under "Any one of:".
+function renderEntries(section, entries) {
+  const stated = new Set();
+  for (const entry of entries) {
+    const rule = el("div", { class: "rule" + (entry.fired ? " fired" : ""), "data-pattern": entry.pattern, "data-rule": entry.rule, "data-fired": String(entry.fired) });
+    const verdict = entry.fired ? "fired (" + entry.indicator + ") → " + entry.shown : "did not fire";
+    rule.append(el("div", {}, el("span", { class: "verdict" }, entry.rule + " " + entry.title + ": " + verdict), " ", el("span", { class: "pattern" }, entry.pattern)));
+    if (entry.statement && !stated.has(entry.statement)) rule.append(el("div", { class: "statement" }, entry.statement));
+    stated.add(entry.statement);
+    let alternatives = null;
+    for (const condition of entry.conditions) {
+      if (condition.oneOf && !alternatives) {
+        alternatives = el("div", { class: "alternatives" }, el("div", { class: "alternatives-heading" }, "Any one of:"));
+        rule.append(alternatives);
+      }
+      (condition.oneOf ? alternatives : rule).append(renderCondition(condition));
+    }
+    section.append(rule);
+  }
+}
+
 function renderWhy(explanation) {
   const box = $("why");
   box.replaceChildren();
@@ -317,33 +365,15 @@ function renderWhy(explanation) {
     box.append(el("p", { class: "hint" }, procedure.resource + " (" + procedure.status + "): " + procedure.text + " — not an index procedure: " + procedure.reason));
   }
   for (const episode of explanation.episodes || []) {
-    const stated = new Set();
-    const section = el("div", { class: "episode" });
+    const section = el("div", { class: "episode", "data-episode": episode.episode });
     section.append(el("h3", {}, episode.label + " — " + episode.episode + " (" + episode.procedureClass + ")"));
-    for (const entry of episode.entries) {
-      const rule = el("div", { class: "rule" + (entry.fired ? " fired" : ""), "data-pattern": entry.pattern, "data-fired": String(entry.fired) });
-      const verdict = entry.fired ? "fired (" + entry.indicator + ") → " + entry.shown : "did not fire";
-      rule.append(el("div", {}, el("span", { class: "verdict" }, entry.rule + " " + entry.title + ": " + verdict)));
-      if (entry.statement && !stated.has(entry.statement)) rule.append(el("div", { class: "statement" }, entry.statement));
-      stated.add(entry.statement);
-      for (const condition of entry.conditions) {
-        const row = el("div", { class: "condition" });
-        row.append(el("span", { class: condition.met ? "met" : "unmet" }, condition.met ? "✓ " : "✗ "), condition.text);
-        if (condition.note) row.append(" — " + condition.note);
-        if (condition.found.length) {
-          const list = el("ul");
-          for (const found of condition.found) {
-            const checks = Object.entries(found.checks || {}).map(([k, v]) => k + " " + (v ? "yes" : "no")).join(", ");
-            list.append(el("li", {}, found.resource + ": " + found.text + (checks ? " [" + checks + "]" : "")));
-          }
-          row.append(list);
-        } else if (!condition.met) {
-          row.append(" (nothing found)");
-        }
-        rule.append(row);
-      }
-      section.append(rule);
-    }
+    renderEntries(section, episode.entries);
+    box.append(section);
+  }
+  if ((explanation.record || []).length) {
+    const section = el("div", { class: "episode record", id: "why-record" });
+    section.append(el("h3", {}, "Across the whole record (every epidural)"));
+    renderEntries(section, explanation.record);
     box.append(section);
   }
 }
@@ -497,12 +527,19 @@ async function chooseExample(id) {
 
 async function loadExamples() {
   const select = $("example-select");
+  if (state.config.authRequired && !$("token").value.trim()) {
+    select.replaceChildren(el("option", { value: "" }, "Give a bearer token to list the examples"));
+    return;
+  }
+  const chosen = select.value;
   const result = await api("api/examples");
   select.replaceChildren(el("option", { value: "" }, "Choose an example…"));
   if (!result.ok) { setStatus("Examples: HTTP " + result.status + " (a token may be needed)", true); return; }
+  if ($("status").classList.contains("error")) setStatus("");
   for (const example of result.body.examples) {
     select.append(el("option", { value: example.id }, (example.scenario ? example.scenario + " — " : "") + example.title));
   }
+  select.value = chosen;
   if (!result.body.examples.length) $("example-description").textContent = "No examples here: set EPIDURAL_CDS_WORKBENCH_EXAMPLES_DIR.";
 }
 
@@ -526,6 +563,8 @@ async function start() {
     }
   });
   $("evaluate").addEventListener("click", evaluate);
+  // With authentication on, the example list needs the token: read it again once one is given.
+  $("token").addEventListener("change", () => { if (state.config.authRequired) loadExamples(); });
   document.querySelectorAll(".copy").forEach((b) => b.addEventListener("click", async () => {
     const text = $(b.dataset.copy).textContent;
     try { await navigator.clipboard.writeText(text); b.textContent = "Copied"; } catch (_) {
