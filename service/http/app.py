@@ -44,6 +44,7 @@ from service.http.audit import AuditTrail
 from service.http.logjson import FIELDS
 from service.http.rule_book import register_rule_book
 from service.outcomes import setup as outcome_setup
+from service.outcomes.writer import CardWriter
 from service.replay_fallback import FallbackReplayGuard
 from service.security.failures import AuthFailure
 from service.security.trust import ClientTrust, build_trust
@@ -161,6 +162,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         max_age=600,
     )
     _register_routes(app)
+    _write_cards_after_responses(app, outcomes.tracker.writer)
     register_rule_book(app, content)
     feedback.register(app, outcomes)
     _register_openapi(app, openapi_document())
@@ -169,6 +171,20 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
 
     _register_operations(app, settings, content, engine)
     return app
+
+
+def _write_cards_after_responses(app: Flask, writer: CardWriter) -> None:
+    """Write the buffered issued cards, when due, once each response has been sent.
+
+    Werkzeug runs ``call_on_close`` callbacks when the server closes the response, after its
+    last byte went out, so the writes cost no caller any latency and never run beside a hook
+    call in this process (see :mod:`service.outcomes.writer` for why that matters).
+    """
+
+    @app.after_request
+    def write_cards_when_closed(response: Response) -> Response:
+        response.call_on_close(writer.flush_if_due)
+        return response
 
 
 def _register_operations(app: Flask, settings: Settings, content: Content, engine: Engine) -> None:
