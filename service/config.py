@@ -101,6 +101,17 @@ class Settings:
             "help": "Seconds to connect to PostgreSQL; startup fails rather than hang past it."
         },
     )
+    replay_guard_when_store_down: str = field(
+        default="memory",
+        metadata={
+            "help": (
+                "JWT replay protection while the store cannot be reached: `memory` (each worker "
+                "remembers the token IDs it accepted and writes them to the store once it is "
+                "back; a token may then be replayed once against another worker until it "
+                "expires) or `refuse` (authenticated calls get 503 with Retry-After)."
+            )
+        },
+    )
     patient_key_secret: str | None = field(
         default=None,
         repr=False,
@@ -461,6 +472,13 @@ def _database_url(value: Any) -> str | None:
     return url
 
 
+def _replay_fallback(value: Any) -> str:
+    mode = str(value).strip().lower()
+    if mode not in ("memory", "refuse"):
+        raise ValueError(f"expected memory or refuse, got {value!r}")
+    return mode
+
+
 def _secret(value: Any) -> str | None:
     if value in (None, ""):
         return None
@@ -557,6 +575,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "allow_dev_on_network": _bool,
     "database_pool_size": _positive(int),
     "database_connect_timeout": _positive(int),
+    "replay_guard_when_store_down": _replay_fallback,
     "patient_key_secret": _secret,
     "suppression_window_hours": _non_negative,
     "suppression_critical_window_hours": _non_negative,

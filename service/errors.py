@@ -63,6 +63,19 @@ class PrefetchUnavailable(ServiceError):
     issue_code = "incomplete"
 
 
+class StoreUnavailable(ServiceError):
+    """The shared store cannot be reached now; the client should send the same call again.
+
+    Answered with ``Retry-After`` (:attr:`retry_after_s`): feedback that could not be made
+    durable, or, with ``EPIDURAL_CDS_REPLAY_GUARD_WHEN_STORE_DOWN=refuse``, a call whose JWT ID
+    could not be recorded.
+    """
+
+    status = 503
+    issue_code = "transient"
+    retry_after_s = 5
+
+
 class FhirFetchError(Exception):
     """A single FHIR query failed (network, timeout, non-2xx, not FHIR JSON).
 

@@ -9,7 +9,8 @@ worker processes; PostgreSQL covers several replicas.
 Replay protection runs on every authenticated call, so :meth:`SqlReplayGuard.remember` is one
 round trip: one ``INSERT ... ON CONFLICT ... RETURNING`` and its commit. SQLite runs with
 ``synchronous = NORMAL`` (see :func:`create_store_engine` for why that is safe for what this
-database holds).
+database holds). While the database cannot be reached, :mod:`service.replay_fallback` decides
+in each process's memory and writes what it accepted here once the database is back.
 
 The schema is owned by Alembic migrations shipped inside the package (``service/migrations``),
 so :func:`migrate` can bring any database to the current schema at startup without an
@@ -54,6 +55,7 @@ __all__ = [
     "MIGRATIONS_DIR",
     "SQLITE_BUSY_TIMEOUT_MS",
     "SqlReplayGuard",
+    "check_ids",
     "create_store_engine",
     "default_database_url",
     "metadata",
@@ -278,11 +280,9 @@ class SqlReplayGuard:
         One atomic statement decides: ``INSERT`` on the primary key ``(iss, jti)``, where a
         conflict with a row that has not expired means replay. A conflicting row that has
         expired is overwritten, so expired rows are never trusted even before the purge.
-        Raises ValueError for IDs longer than the columns hold (rather than truncating them,
-        which could make two distinct IDs collide, or failing only on PostgreSQL).
+        Raises ValueError for IDs longer than the columns hold (:func:`check_ids`).
         """
-        if len(iss) > _ISS_MAX or len(jti) > _JTI_MAX:
-            raise ValueError(f"iss longer than {_ISS_MAX} or jti longer than {_JTI_MAX} characters")
+        check_ids(iss, jti)
         now = self._clock()
         with self._engine.begin() as connection:
             row = connection.execute(
@@ -298,6 +298,17 @@ class SqlReplayGuard:
                 # so a failed purge must not turn an accepted token into an error.
                 log.warning("purging expired JWT IDs failed; will retry later", exc_info=True)
         return claimed
+
+    def release(self, iss: str, jti: str) -> None:
+        """Forget ``(iss, jti)``: its token may be accepted once more (until it expires).
+
+        Only for a call that was authenticated and then took no effect (see
+        :meth:`service.replay_fallback.FallbackReplayGuard.release`).
+        """
+        with self._engine.begin() as connection:
+            connection.execute(
+                used_jwt_ids.delete().where(used_jwt_ids.c.iss == iss, used_jwt_ids.c.jti == jti)
+            )
 
     def purge(self) -> int:
         """Delete every expired row now and return how many were deleted."""
@@ -315,6 +326,16 @@ class SqlReplayGuard:
                 self._since_purge = 0
                 return True
             return False
+
+
+def check_ids(iss: str, jti: str) -> None:
+    """Raise ValueError for IDs longer than the replay table's columns hold.
+
+    Rather than truncating them, which could make two distinct IDs collide, or failing only on
+    PostgreSQL (SQLite does not enforce string lengths).
+    """
+    if len(iss) > _ISS_MAX or len(jti) > _JTI_MAX:
+        raise ValueError(f"iss longer than {_ISS_MAX} or jti longer than {_JTI_MAX} characters")
 
 
 def _claim_statement(dialect: str) -> Insert:

@@ -39,7 +39,7 @@ EMBEDDED = {
     "DiscoveryResponse": schemas.DISCOVERY_RESPONSE,
     "FeedbackRequest": schemas.FEEDBACK_REQUEST,
 }
-ERROR_STATUSES = ("400", "401", "404", "405", "412", "413", "415", "500")
+ERROR_STATUSES = ("400", "401", "404", "405", "412", "413", "415", "500", "503")
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 #: Methods Flask adds by itself; CORS preflight is answered by flask-cors.
 IMPLICIT_METHODS = {"HEAD", "OPTIONS"}

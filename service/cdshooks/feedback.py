@@ -7,7 +7,8 @@ only a ``code``). Each report is stored once: its id is a digest of its content,
 that retries (the spec says it may) changes nothing. A report about a card uuid we never issued
 (say, from before a restore) is stored and marked unknown. The answer is 200 only after the
 commit; when the store cannot be reached it is 503 with ``Retry-After``, so the client retries
-and nothing it was told we kept is lost. ``userComment`` is dropped unless
+and nothing it was told we kept is lost. The token of such a call is released (not used up), so
+a retry with the same token is not refused as a replay. ``userComment`` is dropped unless
 ``EPIDURAL_CDS_STORE_USER_COMMENTS`` is on (free text may hold PHI).
 
 A production card workbench cannot use this URL (its token's ``aud`` is the workbench and it
@@ -17,9 +18,10 @@ its own authenticated route, which hands the body to the same :func:`receive`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,22 +31,18 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from service.cdshooks import schemas
 from service.cdshooks.handler import parse_json
-from service.cdshooks.outcome import FHIR_JSON, operation_outcome
-from service.errors import InvalidRequest, PayloadTooLarge, ServiceError, UnsupportedMediaType
+from service.errors import (
+    InvalidRequest,
+    PayloadTooLarge,
+    StoreUnavailable,
+    UnsupportedMediaType,
+)
 from service.outcomes.records import FeedbackReport
 from service.outcomes.setup import Outcomes
 
 log = logging.getLogger(__name__)
 
 JSON_TYPES = ("application/json", "application/fhir+json")
-RETRY_AFTER_S = 5
-
-
-class StoreUnavailable(ServiceError):
-    """The outcome store cannot be reached; the client should send the feedback again."""
-
-    status = 503
-    issue_code = "transient"
 
 
 def _timestamp(value: str) -> float:
@@ -105,13 +103,20 @@ def parse(document: Any, *, keep_comments: bool) -> list[FeedbackReport]:
     return reports
 
 
-def receive(service_id: str, outcomes: Outcomes, max_body_bytes: int) -> Response:
+def receive(
+    service_id: str,
+    outcomes: Outcomes,
+    max_body_bytes: int,
+    *,
+    release: Callable[[], None] | None = None,
+) -> Response:
     """Validate and store the feedback body of the current request, for an authenticated caller.
 
     The one place feedback is checked and recorded: the CDS Hooks endpoint below and the card
     workbench's own route (``service/http/workbench.py``) differ only in how the caller is
     authenticated, so both call this after their own check and answer alike (200 after the
-    commit, 400/415/413 with an OperationOutcome, 503 with ``Retry-After``).
+    commit, 400/415/413 with an OperationOutcome, 503 with ``Retry-After``). ``release`` is
+    called when nothing could be stored (503), to give the caller's token back.
     """
     if request.mimetype not in JSON_TYPES:
         raise UnsupportedMediaType("send the feedback as application/json")
@@ -124,6 +129,9 @@ def receive(service_id: str, outcomes: Outcomes, max_body_bytes: int) -> Respons
         result = outcomes.store.record_feedback(service_id, reports, outcomes.policy)
     except SQLAlchemyError as exc:
         log.warning("feedback not stored, store unavailable (%s)", type(exc).__name__)
+        if release is not None:
+            # Nothing was kept, so the token is not used up: a retry with it is not a replay.
+            release()
         raise StoreUnavailable("feedback could not be stored now; send it again") from None
     log.info(
         "feedback service=%s received=%d stored=%d duplicates=%d unknown=%d",
@@ -143,21 +151,15 @@ def receive(service_id: str, outcomes: Outcomes, max_body_bytes: int) -> Respons
 
 
 def register(app: Flask, outcomes: Outcomes) -> None:
-    """Add the feedback route (and its 503 mapping) to ``app``."""
+    """Add the feedback route to ``app`` (the app maps :class:`StoreUnavailable` to 503)."""
     from service.http.app import state
 
     @app.post("/cds-services/<service_id>/feedback")
     def feedback_endpoint(service_id: str) -> Response:
         current = state()
         current.handler.service(service_id)  # 404 before looking at the body
-        current.trust.verify(
+        client = current.trust.verify(
             request.headers.get("Authorization"), f"/cds-services/{service_id}/feedback"
         )
-        return receive(service_id, outcomes, current.settings.max_body_bytes)
-
-    @app.errorhandler(StoreUnavailable)
-    def store_unavailable(error: StoreUnavailable) -> Response:
-        body = orjson.dumps(operation_outcome(error.issue_code, error.message))
-        response = Response(body, status=503, mimetype=FHIR_JSON)
-        response.headers["Retry-After"] = str(RETRY_AFTER_S)
-        return response
+        release = functools.partial(current.trust.release, client)
+        return receive(service_id, outcomes, current.settings.max_body_bytes, release=release)

@@ -9,7 +9,7 @@ and indexes by resource type. Everything clinical reads through here.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 Resource = dict[str, Any]
@@ -36,16 +36,20 @@ def _names_patient(reference: str | None, patient_id: str) -> bool:
 
 @dataclass(frozen=True)
 class PatientRecord:
-    """The patient's resources by type, each resource once."""
+    """The patient's resources by type, each resource once; and by ``(type, id)``."""
 
     patient_id: str
     by_type: Mapping[str, tuple[Resource, ...]]
     dropped_other_patient: int = 0
+    by_id: Mapping[tuple[str, str], Resource | None] = field(default_factory=dict)
+    """Every ``(type, id)`` seen: the resource kept for it, ``None`` when it was dropped (it
+    belongs to another patient). Built by :meth:`from_resources` in the loop that de-duplicates
+    anyway, so a look-up by reference (the outcome store's evidence versions) scans nothing."""
 
     @classmethod
     def from_resources(cls, patient_id: str, resources: Iterable[Any]) -> PatientRecord:
         """Index ``resources``; keeps the first copy of each ``type/id`` and skips non-resources."""
-        seen: set[tuple[str, str]] = set()
+        seen: dict[tuple[str, str], Resource | None] = {}
         grouped: dict[str, list[Resource]] = {}
         verdicts: dict[str | None, bool] = {}
         dropped = 0
@@ -56,11 +60,11 @@ class PatientRecord:
             if not isinstance(rtype, str):
                 continue
             rid = resource.get("id")
+            key = None
             if isinstance(rid, str):
                 key = (rtype, rid)
                 if key in seen:
                     continue
-                seen.add(key)
             if rtype == "Patient":
                 belongs = rid == patient_id
             else:
@@ -69,15 +73,21 @@ class PatientRecord:
                 known = verdicts.get(reference)
                 belongs = known if known is not None else _names_patient(reference, patient_id)
                 verdicts[reference] = belongs
+            if key is not None:
+                seen[key] = resource if belongs else None
             if not belongs:
                 dropped += 1
                 continue
             grouped.setdefault(rtype, []).append(resource)
-        return cls(patient_id, {t: tuple(rs) for t, rs in grouped.items()}, dropped)
+        return cls(patient_id, {t: tuple(rs) for t, rs in grouped.items()}, dropped, seen)
 
     def of_type(self, resource_type: str) -> tuple[Resource, ...]:
         """All resources of one type (empty when none)."""
         return self.by_type.get(resource_type, ())
+
+    def resource(self, resource_type: str, resource_id: str) -> Resource | None:
+        """The resource ``resource_type/resource_id``, when the record holds it."""
+        return self.by_id.get((resource_type, resource_id))
 
     @property
     def patient(self) -> Resource | None:

@@ -32,12 +32,20 @@ from service.cdshooks.handler import HookHandler
 from service.cdshooks.outcome import FHIR_JSON, operation_outcome
 from service.config import Settings
 from service.content import Content
-from service.errors import ConfigError, PayloadTooLarge, ServiceError, UnsupportedMediaType
+from service.errors import (
+    ConfigError,
+    PayloadTooLarge,
+    ServiceError,
+    StoreUnavailable,
+    UnsupportedMediaType,
+)
 from service.http import forwarded, metrics, observe, readiness, workbench
 from service.http.audit import AuditTrail
 from service.http.logjson import FIELDS
 from service.http.rule_book import register_rule_book
 from service.outcomes import setup as outcome_setup
+from service.outcomes.writer import CardWriter
+from service.replay_fallback import FallbackReplayGuard
 from service.security.failures import AuthFailure
 from service.security.trust import ClientTrust, build_trust
 from service.store import SqlReplayGuard, create_store_engine, default_database_url, migrate
@@ -125,7 +133,12 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         raise ConfigError("configuration not allowed:\n" + "\n".join(problems))
     content = content_module.load(settings.content_dir)
     engine = _store_engine(settings)
-    trust = build_trust(settings, SqlReplayGuard(engine))
+    replay = FallbackReplayGuard(
+        SqlReplayGuard(engine),
+        mode=settings.replay_guard_when_store_down,
+        on_event=metrics.replay_store_event,
+    )
+    trust = build_trust(settings, replay)
     outcomes = outcome_setup.build(settings, content, engine)
     if trust.notice:
         log.warning("%s", trust.notice)
@@ -149,6 +162,7 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
         max_age=600,
     )
     _register_routes(app)
+    _write_cards_after_responses(app, outcomes.tracker.writer)
     register_rule_book(app, content)
     feedback.register(app, outcomes)
     _register_openapi(app, openapi_document())
@@ -157,6 +171,20 @@ def create_app(config: Settings | Mapping[str, Any] | None = None) -> Flask:
 
     _register_operations(app, settings, content, engine)
     return app
+
+
+def _write_cards_after_responses(app: Flask, writer: CardWriter) -> None:
+    """Write the buffered issued cards, when due, once each response has been sent.
+
+    Werkzeug runs ``call_on_close`` callbacks when the server closes the response, after its
+    last byte went out, so the writes cost no caller any latency and never run beside a hook
+    call in this process (see :mod:`service.outcomes.writer` for why that matters).
+    """
+
+    @app.after_request
+    def write_cards_when_closed(response: Response) -> Response:
+        response.call_on_close(writer.flush_if_due)
+        return response
 
 
 def _register_operations(app: Flask, settings: Settings, content: Content, engine: Engine) -> None:
@@ -267,6 +295,14 @@ def _register_errors(app: Flask) -> None:
         if error.diagnostics:
             message = f"{message} ({error.diagnostics})"
         return _outcome(error.status, error.issue_code, message)
+
+    @app.errorhandler(StoreUnavailable)
+    def store_unavailable(error: StoreUnavailable) -> Response:
+        # The client should send the same call again; nothing of it was kept.
+        log.info("%s %s -> 503 StoreUnavailable", request.method, request.path)
+        response = _outcome(503, error.issue_code, error.message)
+        response.headers["Retry-After"] = str(error.retry_after_s)
+        return response
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(error: RequestEntityTooLarge) -> Response:

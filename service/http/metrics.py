@@ -14,7 +14,11 @@ What is counted, and why each one:
 * ``epidural_cds_fhir_fetch_seconds{key}`` and ``epidural_cds_fhir_fetch_failures_total{key,kind}``:
   fallback FHIR queries and why they failed (:mod:`service.fhir.events`);
 * ``epidural_cds_auth_failures_total{reason}``: refused callers by reason code;
-* ``epidural_cds_audit_store_failures_total``: audit records the store could not take.
+* ``epidural_cds_audit_store_failures_total``: audit records the store could not take;
+* ``epidural_cds_replay_guard_store_events_total{event}``: the JWT replay guard and store
+  outages (:mod:`service.replay_fallback`): ``down`` and ``up`` transitions, tokens
+  ``accepted_in_memory`` meanwhile, calls ``refused`` with 503, and tokens found
+  ``used_elsewhere`` when written to the store afterwards (a replay that got through).
 
 Every label value comes from a fixed set (endpoint names, configured services and prefetch keys,
 content topics, reason codes), never from the request as sent, so no caller can create series.
@@ -91,6 +95,13 @@ AUDIT_STORE_FAILURES = Counter(
     "Audit records that could not be written to the store (they still went to the audit log).",
 )
 
+REPLAY_STORE_EVENTS = Counter(
+    "epidural_cds_replay_guard_store_events",
+    "JWT replay guard events while the store is unreachable (down, up, accepted_in_memory, "
+    "refused, used_elsewhere).",
+    ("event",),
+)
+
 
 _children: dict[tuple[object, tuple[str, ...]], Any] = {}
 
@@ -113,6 +124,11 @@ def _fetch_observed(key: str, seconds: float, failure: str | None) -> None:
 
 
 events.subscribe(_fetch_observed)
+
+
+def replay_store_event(event: str) -> None:
+    """Count one event of :class:`service.replay_fallback.FallbackReplayGuard` (a fixed name)."""
+    child(REPLAY_STORE_EVENTS, event).inc()
 
 
 def registry() -> CollectorRegistry:

@@ -3,7 +3,8 @@
 An orchestrator (Kubernetes, a load balancer) sends traffic only to ready instances and
 restarts only dead ones, so the two probes must differ: a replica whose database is unreachable
 is alive (restarting it would not help, and would lose its warm caches) but not ready, because
-an authenticated call needs the store to refuse replayed tokens. Ready means: the clinical
+without the store feedback cannot be kept and replayed tokens are refused only by the worker
+that saw them (:mod:`service.replay_fallback`). Ready means: the clinical
 content is loaded (it is validated before the app exists, so an app that answers has it) and
 one ``SELECT 1`` on the store succeeds. Otherwise 503 with an OperationOutcome (as every error
 answer of the service) saying which check failed; never the database's error text, which may

@@ -32,18 +32,26 @@ from service.fhir.record import PatientRecord
 _SEP = "\x1f"
 
 
+@functools.lru_cache(maxsize=8)
+def _keyed(secret: bytes) -> hmac.HMAC:
+    """The HMAC object with ``secret`` already absorbed; :func:`patient_key` copies it."""
+    return hmac.new(secret, digestmod=hashlib.sha256)
+
+
 @functools.lru_cache(maxsize=4096)
 def patient_key(secret: bytes, patient_id: str) -> str:
     """HMAC-SHA256 of the patient id under ``secret``, as 64 hex digits.
 
     Cached per process (a chart is opened many times a day; the worker holds the id in memory
-    during the call anyway), which saves a fresh HMAC object on the hot path.
+    during the call anyway). A new patient copies the HMAC object keyed once per secret rather
+    than keying a new one (which hashes the padded key twice).
     """
-    return hmac.new(secret, patient_id.encode("utf-8"), hashlib.sha256).hexdigest()
+    mac = _keyed(secret).copy()
+    mac.update(patient_id.encode("utf-8"))
+    return mac.hexdigest()
 
 
-def _version(record_index: Mapping[str, Mapping[str, Any]], reference: str) -> str:
-    resource = record_index.get(reference)
+def _version(resource: Mapping[str, Any] | None) -> str:
     if resource is None:
         return ""
     meta = resource.get("meta")
@@ -52,54 +60,37 @@ def _version(record_index: Mapping[str, Mapping[str, Any]], reference: str) -> s
     return f"{meta.get('versionId', '')}@{meta.get('lastUpdated', '')}"
 
 
-def resource_index(record: PatientRecord, references: set[str]) -> dict[str, Mapping[str, Any]]:
-    """The record's resources named in ``references`` (``Type/id``), looked up once."""
-    wanted: dict[str, set[str]] = {}
-    for ref in references:
-        rtype, _, rid = ref.partition("/")
-        wanted.setdefault(rtype, set()).add(rid)
-    found: dict[str, Mapping[str, Any]] = {}
-    for rtype, ids in wanted.items():
-        for resource in record.of_type(rtype):
-            found_id = resource.get("id")
-            if isinstance(found_id, str) and found_id in ids:
-                found[f"{rtype}/{found_id}"] = resource
-    return found
-
-
-def fingerprint(
-    plan: CardPlan, evidence: Sequence[Finding], versions: Mapping[str, Mapping[str, Any]]
-) -> str:
+def fingerprint(plan: CardPlan, evidence: Sequence[Finding], record: PatientRecord) -> str:
     """The evidence fingerprint of one card plan (64 hex digits); ``evidence`` is
-    ``plan.evidence()``, computed once by the caller."""
+    ``plan.evidence()``, computed once by the caller.
+
+    It runs on every call with cards, so each resource's version comes from the record's index
+    by ``(type, id)`` (no scan, no reference string parsed back), and each evidence line is one
+    f-string. The digest input is exactly what it always was (fields joined with ``\x1f``,
+    lines with ``\x1e``), so suppression state stored by earlier versions still matches;
+    ``tests/outcomes/test_hot_path_parity.py`` holds it to the original implementation.
+    """
+    by_id = record.by_id
+    episode = plan.episode.source
     parts = [
         plan.primary.rule,
         plan.indicator,
         ",".join(plan.patterns),
-        str(plan.episode.source),
-        _version(versions, str(plan.episode.source)),
+        str(episode),
+        _version(by_id.get((episode.resource_type, episode.id))),
     ]
     for finding in evidence:
-        source = str(finding.source)
+        source = finding.source
+        when = finding.when
+        version = _version(by_id.get((source.resource_type, source.id)))
+        earliest = when.earliest.isoformat()
+        # An exact time is one datetime twice (When.at): format it once.
+        latest = earliest if when.latest is when.earliest else when.latest.isoformat()
         parts.append(
-            _SEP.join(
-                (
-                    finding.concept,
-                    source,
-                    _version(versions, source),
-                    finding.when.earliest.isoformat(),
-                    finding.when.latest.isoformat(),
-                    finding.laterality or "",
-                    finding.value or "",
-                )
-            )
+            f"{finding.concept}{_SEP}{source}{_SEP}{version}{_SEP}{earliest}{_SEP}{latest}"
+            f"{_SEP}{finding.laterality or ''}{_SEP}{finding.value or ''}"
         )
     return hashlib.sha256("\x1e".join(parts).encode("utf-8")).hexdigest()
-
-
-def evidence_references(plan: CardPlan, evidence: Sequence[Finding]) -> set[str]:
-    """Every resource reference a plan's fingerprint looks up."""
-    return {str(plan.episode.source), *(str(f.source) for f in evidence)}
 
 
 def load_secret(configured: str | None, data_dir: Path) -> tuple[bytes, bool]:

@@ -12,9 +12,14 @@ CARD_SUBJECT = "card:"
 SUGGESTION_SUBJECT = "suggestion:"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class IssuedCard:
-    """One card the service answered with (``shown``) or held back (suppressed)."""
+    """One card the service answered with (``shown``) or held back (suppressed).
+
+    Not frozen, unlike the other records: one is built on every hook call with cards, and a
+    frozen dataclass's ``__init__`` costs five times as much (``object.__setattr__`` per
+    field). Nothing changes it after it is queued for the writer.
+    """
 
     card_uuid: str
     service_id: str

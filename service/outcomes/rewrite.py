@@ -8,7 +8,7 @@ markdown needs no escaping beyond what the renderer already did.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
@@ -109,7 +109,7 @@ def _insert_section(detail: str, heading: str, lines: list[str]) -> str:
 def rewrite(
     card: dict[str, Any],
     *,
-    under_way: Iterable[UnderWay],
+    under_way: Sequence[UnderWay],
     accepted: Mapping[str, float],
     kinds: Mapping[str, str],
     content: Content,
@@ -122,8 +122,8 @@ def rewrite(
     Returns the card unchanged (the same object) when nothing applies.
     """
     suggestions = card.get("suggestions")
-    if not suggestions:
-        return card
+    if not suggestions or not (under_way or accepted):
+        return card  # the common case: nothing is under way and nothing was accepted
     unknown = content.wording.phrases.get("time_unknown", "time not recorded")
     lines: list[str] = []
     dropped: set[str] = set()

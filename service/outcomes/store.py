@@ -83,8 +83,10 @@ class CardStore:
         """Store many cards in one transaction on this thread's driver connection.
 
         The batch writer's path: hand-written ``INSERT`` statements through the driver's
-        ``executemany`` cost a fraction of SQLAlchemy's per-row work. Errors are raised as
-        :class:`SQLAlchemyError` after the connection is dropped.
+        ``executemany`` cost a fraction of SQLAlchemy's per-row work. The driver gives up the
+        GIL around every row, which is why this runs between requests, not beside them
+        (:mod:`service.outcomes.writer`). Errors are raised as :class:`SQLAlchemyError` after the
+        connection is dropped.
         """
         if not cards:
             return

@@ -1,10 +1,10 @@
 """The hook path's use of the outcome store: suppress, rewrite, record — and never fail a call.
 
 For each call with cards: compute the patient key and each card's evidence fingerprint, read the
-patient's suppression state (one query), hold back a card whose fingerprint a clinician marked
-"plan in place" within the window for its indicator, take out suggestions that care under way
-or an earlier acceptance makes redundant, and queue every card (shown or held back) for the
-batch writer (:mod:`service.outcomes.writer`).
+patient's suppression state (one query, skipped when no state could change these cards), hold
+back a card whose fingerprint a clinician marked "plan in place" within the window for its
+indicator, take out suggestions that care under way or an earlier acceptance makes redundant,
+and queue every card (shown or held back) for the batch writer (:mod:`service.outcomes.writer`).
 
 Store down: the state read fails, so nothing is held back and no suggestion is dropped for an
 earlier acceptance (the card shows as if no feedback existed, which says nothing false), and the
@@ -36,6 +36,7 @@ from service.outcomes.writer import CardWriter
 
 log = logging.getLogger(__name__)
 HOUR = 3600.0
+_KINDS_CACHED = 256
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,7 @@ class OutcomeTracker:
         self.secret = secret
         self.windows = windows
         self.kinds = suggestion_kinds(content)
+        self._kinds_seen: dict[tuple[Any, tuple[Any, ...]], str] = {}
         self.writer = CardWriter(store)
 
     def apply(
@@ -107,15 +109,11 @@ class OutcomeTracker:
         at = time.time() if now is None else now
         patient = keys.patient_key(self.secret, record.patient_id)
         evidence = [plan.evidence() for plan, _ in pairs]
-        references: set[str] = set()
-        for (plan, _), found in zip(pairs, evidence, strict=True):
-            references |= keys.evidence_references(plan, found)
-        versions = keys.resource_index(record, references)
         prints = [
-            keys.fingerprint(plan, found, versions)
+            keys.fingerprint(plan, found, record)
             for (plan, _), found in zip(pairs, evidence, strict=True)
         ]
-        state, store_ok = self._state(patient, service_id, at)
+        state, store_ok = self._state(patient, service_id, at, pairs)
         accepted = self._accepted(state, at)
         out: list[dict[str, Any]] = []
         issued: list[IssuedCard] = []
@@ -144,8 +142,14 @@ class OutcomeTracker:
         self.writer.put(issued)
         return Applied(out, suppressed, store_ok)
 
-    def _state(self, patient: str, service_id: str, at: float) -> tuple[dict[str, StateRow], bool]:
-        if self.windows.longest <= 0:
+    def _state(
+        self,
+        patient: str,
+        service_id: str,
+        at: float,
+        pairs: Sequence[tuple[CardPlan, dict[str, Any]]],
+    ) -> tuple[dict[str, StateRow], bool]:
+        if not self._state_matters(pairs):
             return {}, True
         try:
             rows = self.store.state_for(patient, service_id, at - self.windows.longest)
@@ -153,6 +157,17 @@ class OutcomeTracker:
             log.warning("suppression state unavailable (%s); every card shows", type(exc).__name__)
             return {}, False
         return {row.subject: row for row in rows}, True
+
+    def _state_matters(self, pairs: Sequence[tuple[CardPlan, dict[str, Any]]]) -> bool:
+        """Whether any state could change these cards: a card that a window could hold back,
+        or a suggestion an earlier acceptance could take out. Otherwise the read is skipped
+        (e.g. a critical card without suggestions while critical cards are never held)."""
+        windows = self.windows
+        if any(windows.for_indicator(plan.indicator) > 0 for plan, _ in pairs):
+            return True
+        return windows.accepted_suggestion_hours > 0 and any(
+            card.get("suggestions") for _, card in pairs
+        )
 
     def _accepted(self, state: Mapping[str, StateRow], at: float) -> dict[str, float]:
         window = self.windows.accepted_suggestion_hours * HOUR
@@ -192,7 +207,28 @@ class OutcomeTracker:
             issued_at=at,
             shown=shown,
             suggestions=tuple(
-                (str(s["uuid"]), kind_of(s, self.kinds, self.content))
-                for s in card.get("suggestions", ())
+                (str(s["uuid"]), self._kind(s)) for s in card.get("suggestions", ())
             ),
         )
+
+    def _kind(self, suggestion: Mapping[str, Any]) -> str:
+        """:func:`kind_of`, remembered per label and action types, which are all it reads.
+
+        Suggestions are rendered from a fixed set of content templates, so the cache stays
+        small; it is bounded anyway.
+        """
+        actions = suggestion.get("actions") or ()
+        try:
+            key = (
+                suggestion.get("label"),
+                tuple(a.get("type") if isinstance(a, dict) else None for a in actions),
+            )
+            found = self._kinds_seen.get(key)
+        except TypeError:  # an unhashable label or type: not one of ours, work it out
+            return kind_of(suggestion, self.kinds, self.content)
+        if found is None:
+            found = kind_of(suggestion, self.kinds, self.content)
+            if len(self._kinds_seen) >= _KINDS_CACHED:
+                self._kinds_seen.clear()
+            self._kinds_seen[key] = found
+        return found

@@ -55,7 +55,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import jwt
 from jwt.algorithms import Algorithm
@@ -148,6 +148,15 @@ class ReplayGuard(Protocol):
         ``expires_at`` is the epoch second after which the token can no longer be accepted, so
         the pair may be forgotten then.
         """
+        ...
+
+
+@runtime_checkable
+class ReleasingReplayGuard(ReplayGuard, Protocol):
+    """A :class:`ReplayGuard` that can also forget a pair, for a call that took no effect."""
+
+    def release(self, iss: str, jti: str) -> None:
+        """Forget ``(iss, jti)`` so the same token may be sent once more."""
         ...
 
 
@@ -421,6 +430,14 @@ class ClientAuthenticator:
         verifier = self._select_key(issuer, jku, kid, alg)
         self._verify(token, payload, verifier, issuer, audience, kid)
         return self._check_claims(payload, issuer, kid)
+
+    def release(self, client: VerifiedClient) -> None:
+        """Let ``client``'s token be used once more: its call was authenticated but took no
+        effect (feedback the store could not keep, answered 503), so the client's retry with
+        the same token must not be refused as a replay. A no-op for guards that cannot forget.
+        """
+        if isinstance(self._replay, ReleasingReplayGuard):
+            self._replay.release(client.iss, client.jti)
 
     # -- steps -------------------------------------------------------------------------------
 

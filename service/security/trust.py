@@ -150,6 +150,11 @@ class ClientTrust:
         audience = f"{self.public_base_url}{path}"
         return self.authenticator.authenticate(authorization, audience)
 
+    def release(self, client: VerifiedClient | None) -> None:
+        """Let the verified caller send the same token again (its call took no effect)."""
+        if client is not None and self.authenticator is not None:
+            self.authenticator.release(client)
+
     def fhir_servers_for(self, client: VerifiedClient | None) -> tuple[str, ...]:
         """The per-issuer fhirServer allowlist of the verified caller."""
         if client is None or self.authenticator is None:

@@ -41,6 +41,7 @@ from tests.security.conftest import (
     s1_hook_body,
     write_issuers,
 )
+from tests.support import pinning
 from tests.support.postgres import PostgresServer
 
 pytestmark = pytest.mark.integration
@@ -178,53 +179,11 @@ def test_same_token_in_a_concurrent_burst_succeeds_exactly_once(
 
 
 def _pin_a_worker(served: Served) -> socket.socket:
-    """Open a connection and send unfinished request headers: the accepting worker blocks."""
-    pin = socket.create_connection(("127.0.0.1", served.port), timeout=10)
-    pin.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
-    return pin
-
-
-def _release(pin: socket.socket) -> None:
-    """Finish the request and read the whole response (the worker is free again after it)."""
-    pin.sendall(b"\r\n")
-    response = b""
-    while chunk := pin.recv(65536):
-        response += chunk
-    pin.close()
-    assert response.startswith(b"HTTP/1.1 200"), response[:200]
+    return pinning.pin_a_worker(served.port)
 
 
 def _holder(served: Served, pin: socket.socket) -> int:
-    """The pid of the worker holding the server side of ``pin`` (from /proc)."""
-    client_port = pin.getsockname()[1]
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        inode = _server_socket_inode(served.port, client_port)
-        if inode:
-            for pid in served.worker_pids():
-                with contextlib.suppress(FileNotFoundError, PermissionError):
-                    for fd in os.listdir(f"/proc/{pid}/fd"):
-                        with contextlib.suppress(FileNotFoundError):
-                            if os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]":
-                                return pid
-        time.sleep(0.02)
-    raise AssertionError(f"no worker accepted the pinned connection from port {client_port}")
-
-
-def _server_socket_inode(server_port: int, client_port: int) -> int:
-    """Inode of the established 127.0.0.1:server_port <- :client_port socket (0 until accepted)."""
-    with open("/proc/net/tcp") as table:
-        next(table)
-        for line in table:
-            fields = line.split()
-            local, remote, state, inode = fields[1], fields[2], fields[3], fields[9]
-            if (
-                state == "01"
-                and int(local.split(":")[1], 16) == server_port
-                and int(remote.split(":")[1], 16) == client_port
-            ):
-                return int(inode)
-    return 0
+    return pinning.holder(served.port, served.worker_pids(), pin)
 
 
 def test_a_token_accepted_by_one_worker_is_refused_by_the_other(
@@ -243,9 +202,9 @@ def test_a_token_accepted_by_one_worker_is_refused_by_the_other(
     second_pin = _pin_a_worker(served)
     y = _holder(served, second_pin)
     assert {x, y} == workers, "each worker holds one pinned connection"
-    _release(first_pin)  # now only worker x is free
+    pinning.release(first_pin)  # now only worker x is free
     replay = _post(served, token, body)
-    _release(second_pin)
+    pinning.release(second_pin)
 
     assert replay.status_code == 401, replay.text
     assert replay.headers["WWW-Authenticate"] == "Bearer"
