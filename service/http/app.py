@@ -189,7 +189,9 @@ def _write_cards_after_responses(app: Flask, writer: CardWriter) -> None:
 
 def _register_operations(app: Flask, settings: Settings, content: Content, engine: Engine) -> None:
     """Readiness, metrics, the audit trail, and serving under the public URL's path prefix."""
-    readiness.register(app, content, engine)
+    memory_fallback = settings.replay_guard_when_store_down == "memory"
+    hooks_without_store = settings.auth_disabled or memory_fallback
+    readiness.register(app, content, engine, hooks_without_store=hooks_without_store)
     observe.register(app, AuditTrail(SqlAuditSink(engine) if settings.audit_store else None))
     if settings.development:
         metrics.register_endpoint(app)

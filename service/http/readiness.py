@@ -1,12 +1,18 @@
 """``GET /readyz``: may this instance take calls now? (``/healthz`` only says it is alive.)
 
 An orchestrator (Kubernetes, a load balancer) sends traffic only to ready instances and
-restarts only dead ones, so the two probes must differ: a replica whose database is unreachable
-is alive (restarting it would not help, and would lose its warm caches) but not ready, because
-without the store feedback cannot be kept and replayed tokens are refused only by the worker
-that saw them (:mod:`service.replay_fallback`). Ready means: the clinical
-content is loaded (it is validated before the app exists, so an app that answers has it) and
-one ``SELECT 1`` on the store succeeds. Otherwise 503 with an OperationOutcome (as every error
+restarts only dead ones, so the two probes must differ. Ready means: the clinical content is
+loaded (it is validated before the app exists, so an app that answers has it) and hook calls
+can be answered. With the store reachable (one ``SELECT 1``) that is plain ``ready``.
+
+With the store unreachable the instance is still alive (restarting it would not help, and would
+lose its warm caches). Whether it can still answer hook calls depends on the replay guard
+(:mod:`service.replay_fallback`): in its default ``memory`` mode (or with authentication off)
+hooks are answered correctly, suppression reads as "show" and feedback answers 503 for a retry,
+so the instance answers 200 with ``"status": "degraded"`` and ``"store": "unreachable"``;
+taking every replica out of the load balancer during a database outage would turn "hooks still
+answer" (issue 15) into no answer at all. In ``refuse`` mode with authentication on, every hook
+call would get 503, so the instance is not ready: 503 with an OperationOutcome (as every error
 answer of the service) saying which check failed; never the database's error text, which may
 name hosts and users.
 """
@@ -37,14 +43,21 @@ def store_reachable(engine: Engine) -> bool:
     return True
 
 
-def register(app: Flask, content: Content, engine: Engine) -> None:
-    """Add ``GET /readyz`` to ``app`` (public, like ``/healthz``: it reveals no data)."""
+def register(app: Flask, content: Content, engine: Engine, *, hooks_without_store: bool) -> None:
+    """Add ``GET /readyz`` to ``app`` (public, like ``/healthz``: it reveals no data).
+
+    ``hooks_without_store``: whether hook calls are still answered while the store is down
+    (replay guard in ``memory`` mode, or authentication off); then a lost store is "degraded".
+    """
 
     @app.get("/readyz")
     def readiness() -> Response:
         failed = [name for name, ok in _checks(content, engine) if not ok]
         if not failed:
             body = {"status": "ready", "checks": {"content": "ok", "store": "ok"}}
+            return Response(orjson.dumps(body), mimetype="application/json")
+        if failed == ["store"] and hooks_without_store:
+            body = {"status": "degraded", "checks": {"content": "ok", "store": "unreachable"}}
             return Response(orjson.dumps(body), mimetype="application/json")
         # Like every error answer of the service, an OperationOutcome.
         message = "not ready: " + ", ".join(_FAILURES[name] for name in failed)

@@ -121,19 +121,38 @@ def test_readyz_is_200_with_content_and_store(tmp_path: Path) -> None:
     assert response.get_json() == {"status": "ready", "checks": {"content": "ok", "store": "ok"}}
 
 
-def test_readyz_is_503_when_the_store_is_gone(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    app = _dev(data)
+def _without_store(data: Path, app: Any) -> Any:
     database = Path(default_database_url(data).removeprefix("sqlite:///"))
     assert database.parent == data
     shutil.rmtree(data)  # the store and everything beside it: SQLite cannot even create a file now
-    response = app.test_client().get("/readyz")
+    return app.test_client().get("/readyz")
+
+
+def test_readyz_is_degraded_but_ready_when_hooks_answer_without_the_store(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    response = _without_store(data, _dev(data))
+    assert response.status_code == 200
+    assert response.get_json() == {
+        "status": "degraded",
+        "checks": {"content": "ok", "store": "unreachable"},
+    }
+
+
+def test_readyz_is_503_when_the_store_is_gone_and_hooks_would_be_refused(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    app = _dev(
+        data,
+        auth_disabled=False,
+        trust_sandbox=True,
+        public_base_url="https://cds.example.org",
+        replay_guard_when_store_down="refuse",
+    )
+    response = _without_store(data, app)
     assert response.status_code == 503
     assert response.mimetype == "application/fhir+json"
     outcome = response.get_json()
     assert outcome["resourceType"] == "OperationOutcome"
     assert outcome["issue"][0]["diagnostics"] == "not ready: the store is unreachable"
-    assert app.test_client().get("/healthz").status_code == 200  # alive, not ready
 
 
 # -- audit ----------------------------------------------------------------------------------------

@@ -217,6 +217,13 @@ def test_with_authentication_postgres_stopped_mid_run_then_restarted(tmp_path: P
             assert refused.status_code == 503
             assert refused.headers["Retry-After"].isdigit()
             assert refused.json()["resourceType"] == "OperationOutcome"
+            # Still ready (degraded): hooks are answered, so the load balancer must keep it.
+            ready = requests.get(f"{base}/readyz", timeout=15)
+            assert ready.status_code == 200, ready.text
+            assert ready.json() == {
+                "status": "degraded",
+                "checks": {"content": "ok", "store": "unreachable"},
+            }
         finally:
             for pin in pins:
                 pinning.release(pin)
