@@ -181,7 +181,7 @@ def from_request(resource: Mapping[str, Any], lexicon: Lexicon) -> MedicationEve
     """A MedicationRequest of interest; its time is the order time (timing uncertain)."""
     if fields.status_code(resource, "status") in _EXCLUDED_ORDER:
         return None
-    return _request_event(resource, lexicon, fields.first_time(resource, "authoredOn"))
+    return _request_event(resource, lexicon, None, authored=True)
 
 
 def from_draft_order(
@@ -196,12 +196,16 @@ def from_draft_order(
 
 
 def _request_event(
-    resource: Mapping[str, Any], lexicon: Lexicon, authored: When | None
+    resource: Mapping[str, Any], lexicon: Lexicon, start: When | None, *, authored: bool = False
 ) -> MedicationEvent | None:
+    """The event of an order or draft; ``authored``: its time is ``authoredOn`` (read only for
+    an order of interest: most orders of a long admission are of no class the rules use)."""
     concept, name, texts = _medication_concept(resource)
     classes = _classes(concept, name, texts, lexicon)
     if not classes:
         return None
+    if authored:
+        start = fields.first_time(resource, "authoredOn")
     dosages = list(fields.objects(resource.get("dosageInstruction")))
     text = _all_text(name, texts, dosages)
     dose = None
@@ -213,7 +217,7 @@ def _request_event(
         name=name,
         classes=classes,
         administered=False,
-        start=authored,
+        start=start,
         end=None,
         epidural_route=_epidural_route(dosages, lexicon),
         in_progress=fields.status_code(resource, "status") in {"active", "on-hold"},
