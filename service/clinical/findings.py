@@ -108,9 +108,26 @@ class Findings:
         """
         return {}
 
+    @cached_property
+    def _by_concept(self) -> dict[str, list[Finding]]:
+        by_concept: dict[str, list[Finding]] = {}
+        for finding in self.findings:
+            by_concept.setdefault(finding.concept, []).append(finding)
+        return by_concept
+
     def of(self, *concepts: str) -> list[Finding]:
-        """Findings of any of the named concepts."""
-        wanted = set(concepts)
+        """Findings of any of the named concepts, in the record's order.
+
+        The rules ask about twenty times per episode, mostly for concepts the record does not
+        hold, so the findings are grouped by concept once per record.
+        """
+        by_concept = self._by_concept
+        present = [c for c in concepts if c in by_concept]
+        if not present:
+            return []
+        if len(present) == 1:
+            return list(by_concept[present[0]])
+        wanted = set(present)
         return [f for f in self.findings if f.concept in wanted]
 
 
