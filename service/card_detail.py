@@ -88,13 +88,9 @@ def fill(
 
 
 def documented(finding: Finding) -> When:
-    """When a finding's evidence was documented (clinical-spec §3.5 "documented 5 h ago").
-
-    The clinical core is to expose the documentation time of each finding; until it does, the
-    finding's own time (onset or record time) stands for it.
-    """
-    value = getattr(finding, "documented", None)
-    return value if isinstance(value, When) else finding.when
+    """When a finding's evidence was documented (clinical-spec §3.5 "documented 5 h ago"):
+    ``Finding.documented``, or the finding's own time when no time was recorded."""
+    return finding.documented or finding.when
 
 
 class Detail:

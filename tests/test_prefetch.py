@@ -794,3 +794,27 @@ def test_caller_session_must_be_guarded(stub: StubFhirServer) -> None:
     shared.close()
     assert ids(resolved, "procedures") == ["p1"]
     assert len(stub.requests) == 1
+
+
+def test_a_task_without_a_server_or_a_query_fails_as_a_fetch_not_by_assert() -> None:
+    """The invariants of a fetch task are checked in code, which ``python -O`` keeps."""
+    import threading
+
+    from service.fhir import prefetch as p
+    from service.fhir.client import FhirFetchError
+
+    settings = p.FetchSettings(
+        policy=OutboundPolicy(
+            allowed_servers=("http://127.0.0.1:9",),
+            require_https=False,
+            allow_private_addresses=True,
+        )
+    )
+    no_server = p._Access(server=None, token=None, deadline=time.monotonic() + 5, reason="none")
+    with pytest.raises(FhirFetchError, match="no fhirServer"):
+        p._fetch(p._Task("k", False, ref="Condition"), no_server, settings, None, threading.Event())
+    server = p._Access(
+        server="http://127.0.0.1:9", token=None, deadline=time.monotonic() + 5, reason=""
+    )
+    with pytest.raises(FhirFetchError, match="neither a first page nor a query"):
+        p._fetch(p._Task("k", False), server, settings, None, threading.Event())

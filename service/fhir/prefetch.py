@@ -369,7 +369,6 @@ def _run_task(
     session: requests.Session | None,
     cancel: threading.Event,
 ) -> _Result:
-    assert access.server is not None
     started = time.monotonic()
     try:
         out = _fetch(task, access, settings, session, cancel)
@@ -404,7 +403,10 @@ def _fetch(
     session: requests.Session | None,
     cancel: threading.Event,
 ) -> _Result:
-    assert access.server is not None
+    # Tasks are only started once the gate is open; an explicit check (not an assert, which
+    # python -O strips) turns a broken invariant into an ordinary fetch failure.
+    if access.server is None:
+        raise FhirFetchError("no fhirServer to fetch from")
     with FhirClient(
         access.server,
         policy=settings.policy,
@@ -423,10 +425,11 @@ def _fetch(
         elif task.ref is not None and _is_read(task.ref):
             resource = client.read(task.ref)
             out = _Result((resource,) if resource else (), True, found=resource is not None)
-        else:
-            assert task.ref is not None
+        elif task.ref is not None:
             result = client.search(task.ref, max_pages=settings.max_pages)
             out = _Result(_pages_resources(result), result.complete)
+        else:
+            raise FhirFetchError("prefetch task has neither a first page nor a query")
     return out
 
 
